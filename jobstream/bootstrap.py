@@ -1,0 +1,102 @@
+"""Create jobstream's topics idempotently (local stack and compose init use the same code).
+
+Run as `python -m jobstream.bootstrap`. Topics are never left to broker auto-creation: the progress
+table's changelog must have exactly as many partitions as the response topic it is keyed like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from jobstream.settings import Settings
+
+log = logging.getLogger("jobstream.bootstrap")
+
+#: Name of the Faust table holding each job's live progress (its changelog is derived from it).
+PROGRESS_TABLE = "job-progress"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic as jobstream needs it."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Every topic jobstream reads or writes, with its partitions and configuration."""
+    common = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    return [
+        TopicSpec(settings.request_topic, settings.partitions, common),
+        TopicSpec(settings.response_topic, settings.partitions, common),
+        TopicSpec(settings.dead_letter_topic, settings.partitions, common),
+        TopicSpec(
+            f"{settings.client_group}-{PROGRESS_TABLE}-changelog",
+            settings.partitions,
+            {**common, "cleanup.policy": "compact"},
+        ),
+    ]
+
+
+async def create_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
+    """Create the missing topics; returns the names created. Existing ones are left alone."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=30_000
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("Kafka not reachable yet (%s); retrying", exc)
+            await asyncio.sleep(1)
+    created: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        for spec in topic_specs(settings):
+            if spec.name in existing:
+                continue
+            topic = NewTopic(
+                name=spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=settings.replication_factor,
+                topic_configs=spec.config,
+            )
+            response = await admin.create_topics([topic], timeout_ms=30_000)
+            for name, code, *rest in response.topic_errors:
+                if code == TopicAlreadyExistsError.errno:
+                    continue  # another bootstrap won the race; that is fine
+                if code != 0:
+                    message = rest[0] if rest else ""
+                    raise RuntimeError(f"creating topic {name} failed: error {code} {message}")
+                created.append(name)
+    finally:
+        await admin.close()
+    return created
+
+
+def main() -> int:
+    """Entry point of `python -m jobstream.bootstrap`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    created = asyncio.run(create_topics(settings))
+    for name in created:
+        log.info("created topic %s", name)
+    log.info("topics ready (%d created)", len(created))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

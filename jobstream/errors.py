@@ -1,0 +1,58 @@
+"""The whole exception tree of jobstream.
+
+    JobstreamError
+    ├── ExpressionError            an operation's text cannot be evaluated (ends the operation as failed)
+    │   ├── ExpressionSyntaxError  the text is not a valid expression
+    │   ├── EvaluationError        a runtime error such as division by zero
+    │   └── LimitExceeded          a bound on size, depth, exponent or result was crossed
+    ├── InvalidJob                 a submitted job is rejected before it is stored (HTTP 4xx)
+    │   └── JobTooLarge            the body, a line or the operation count is over its limit (HTTP 413)
+    ├── NotFound                   no such job or operation (HTTP 404)
+    └── StorageError               the database failed or could not be reached (driver errors, converted)
+"""
+
+from __future__ import annotations
+
+
+class JobstreamError(Exception):
+    """Base of every error raised by jobstream itself."""
+
+
+class ExpressionError(JobstreamError):
+    """An operation's text cannot be evaluated; the message says what and where."""
+
+
+class ExpressionSyntaxError(ExpressionError):
+    """The text is not a valid expression."""
+
+    def __init__(self, message: str, column: int | None = None) -> None:
+        self.column = column
+        super().__init__(message if column is None else f"{message} at column {column}")
+
+
+class EvaluationError(ExpressionError):
+    """A runtime error while evaluating, such as division by zero."""
+
+
+class LimitExceeded(ExpressionError):
+    """A bound on length, nesting, number size, exponent or result size was crossed."""
+
+
+class InvalidJob(JobstreamError):
+    """A submitted job is malformed; it is rejected and nothing is stored."""
+
+    status = 400
+
+
+class JobTooLarge(InvalidJob):
+    """The body, one of its lines or its operation count is over the configured limit."""
+
+    status = 413
+
+
+class NotFound(JobstreamError):
+    """No job or operation has that id."""
+
+
+class StorageError(JobstreamError):
+    """The database failed or could not be reached."""

@@ -1,0 +1,170 @@
+"""One settings object, built from the environment once and passed explicitly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["client", "server"]
+
+DEFAULT_BROKERS = "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a jobstream process needs to know; see the README's configuration table."""
+
+    #: Which half of the system this worker is: the HTTP API + persistence, or the compute workers.
+    role: Role = "client"
+    #: Kafka bootstrap servers, comma separated host:port.
+    kafka_brokers: str = DEFAULT_BROKERS
+    #: MongoDB connection string (a replica set URI in compose, FerretDB locally).
+    mongo_url: str = "mongodb://127.0.0.1:27017/"
+    #: Database holding the `jobs` and `operations` collections.
+    mongo_database: str = "jobstream"
+    #: Topic carrying one event per operation to compute (server group reads it).
+    request_topic: str = "application.operation.request"
+    #: Topic carrying one result event per operation back (client group reads it).
+    response_topic: str = "application.operation.response"
+    #: Topic receiving undecodable or invalid events, so one bad message never blocks a partition.
+    dead_letter_topic: str = "application.operation.dead-letter"
+    #: Consumer group (Faust app id) of the server role, as in the original.
+    server_group: str = "operation-request-group"
+    #: Consumer group (Faust app id) of the client role, as in the original.
+    client_group: str = "operation-response-group"
+    #: Partitions of both topics (and of the progress table's changelog).
+    partitions: int = 60
+    #: Replication factor of every topic jobstream creates.
+    replication_factor: int = 3
+    #: min.insync.replicas of every topic jobstream creates (acks=all then waits for this many).
+    min_insync_replicas: int = 2
+    #: Actors of the compute agent per server worker (10-20).
+    compute_concurrency: int = 10
+    #: Largest response batch the persisting agent writes to MongoDB at once.
+    persist_batch_size: int = 1000
+    #: Longest the persisting agent waits to fill a batch, in seconds.
+    persist_batch_seconds: float = 0.02
+    #: Largest accepted request body, in bytes.
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: Longest accepted line (one expression), in characters.
+    max_line_length: int = 1000
+    #: Most operations in one job.
+    max_operations: int = 100_000
+    #: How often the reconciliation loop runs, in seconds.
+    reconcile_interval: float = 10.0
+    #: A pending operation not answered for this long is published again, in seconds.
+    reconcile_after: float = 120.0
+    #: Delivery attempts before an operation is failed with a "gave up" error.
+    max_attempts: int = 10
+    #: Host the worker's web server binds to.
+    web_host: str = "127.0.0.1"
+    #: Port of the worker's web server (the API on client workers, /metrics on all).
+    web_port: int = 8080
+    #: Directory for the worker's local state (Faust data dir).
+    data_dir: str = ".infra/workers/default"
+    #: Log level of the worker.
+    log_level: str = "INFO"
+    #: Extra fields for debugging and tests.
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """Kafka brokers as the list aiokafka expects."""
+        return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]
+
+    @property
+    def faust_broker_url(self) -> str:
+        """Kafka brokers in Faust's URL form."""
+        return "kafka://" + ";".join(self.bootstrap_servers)
+
+    @property
+    def app_id(self) -> str:
+        """The Faust app id, which is also the Kafka consumer group of the role."""
+        return self.client_group if self.role == "client" else self.server_group
+
+    @property
+    def service_name(self) -> str:
+        """The OpenTelemetry service name of the role."""
+        return f"{self.role}-application"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `JOBSTREAM_*` variables; unknown or bad values fail loudly."""
+        env = os.environ if env is None else env
+        role = env.get("JOBSTREAM_ROLE", "client")
+        if role not in ("client", "server"):
+            raise ValueError(f"JOBSTREAM_ROLE must be 'client' or 'server', got {role!r}")
+        defaults = cls()
+        return cls(
+            role=role,  # type: ignore[arg-type]
+            kafka_brokers=env.get("JOBSTREAM_KAFKA_BROKERS", defaults.kafka_brokers),
+            mongo_url=env.get("JOBSTREAM_MONGO_URL", defaults.mongo_url),
+            mongo_database=env.get("JOBSTREAM_MONGO_DATABASE", defaults.mongo_database),
+            request_topic=env.get("JOBSTREAM_REQUEST_TOPIC", defaults.request_topic),
+            response_topic=env.get("JOBSTREAM_RESPONSE_TOPIC", defaults.response_topic),
+            dead_letter_topic=env.get("JOBSTREAM_DEAD_LETTER_TOPIC", defaults.dead_letter_topic),
+            server_group=env.get("JOBSTREAM_SERVER_GROUP", defaults.server_group),
+            client_group=env.get("JOBSTREAM_CLIENT_GROUP", defaults.client_group),
+            partitions=_int(env, "JOBSTREAM_PARTITIONS", defaults.partitions, 1, 10_000),
+            replication_factor=_int(
+                env, "JOBSTREAM_REPLICATION_FACTOR", defaults.replication_factor, 1, 10
+            ),
+            min_insync_replicas=_int(
+                env, "JOBSTREAM_MIN_INSYNC_REPLICAS", defaults.min_insync_replicas, 1, 10
+            ),
+            compute_concurrency=_int(
+                env, "JOBSTREAM_COMPUTE_CONCURRENCY", defaults.compute_concurrency, 10, 20
+            ),
+            persist_batch_size=_int(
+                env, "JOBSTREAM_PERSIST_BATCH_SIZE", defaults.persist_batch_size, 1, 100_000
+            ),
+            persist_batch_seconds=_float(
+                env, "JOBSTREAM_PERSIST_BATCH_SECONDS", defaults.persist_batch_seconds
+            ),
+            max_body_bytes=_int(
+                env, "JOBSTREAM_MAX_BODY_BYTES", defaults.max_body_bytes, 1, 1 << 30
+            ),
+            max_line_length=_int(
+                env, "JOBSTREAM_MAX_LINE_LENGTH", defaults.max_line_length, 1, 1_000_000
+            ),
+            max_operations=_int(
+                env, "JOBSTREAM_MAX_OPERATIONS", defaults.max_operations, 1, 10_000_000
+            ),
+            reconcile_interval=_float(
+                env, "JOBSTREAM_RECONCILE_INTERVAL", defaults.reconcile_interval
+            ),
+            reconcile_after=_float(env, "JOBSTREAM_RECONCILE_AFTER", defaults.reconcile_after),
+            max_attempts=_int(env, "JOBSTREAM_MAX_ATTEMPTS", defaults.max_attempts, 1, 1000),
+            web_host=env.get("JOBSTREAM_WEB_HOST", defaults.web_host),
+            web_port=_int(env, "JOBSTREAM_WEB_PORT", defaults.web_port, 1, 65535),
+            data_dir=env.get("JOBSTREAM_DATA_DIR", defaults.data_dir),
+            log_level=env.get("JOBSTREAM_LOG_LEVEL", defaults.log_level).upper(),
+        )

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The local infrastructure on 127.0.0.1: a 3-node KRaft Kafka cluster, FerretDB, Jaeger, Prometheus.
+#
+#   infra.sh up                  install what is missing, start everything, wait until it answers
+#   infra.sh down                stop what `up` started (by pid) and drop its state
+#   infra.sh status              one line per service
+#   infra.sh start SERVICE       start one service (kafka-1..3, ferretdb, jaeger, prometheus)
+#   infra.sh stop SERVICE [--kill]   stop one service (SIGTERM, or SIGKILL), keeping its data
+source "$(dirname "$0")/common.sh"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+PYTHON="${JOBSTREAM_PYTHON:-$REPO_ROOT/.venv/bin/python}"
+
+KAFKA_NODES=(1 2 3)
+kafka_port() { echo "${1}9092"; }
+kafka_controller_port() { echo "${1}9093"; }
+SERVICES=(kafka-1 kafka-2 kafka-3 ferretdb jaeger prometheus)
+
+pid_of() { cat "$PID_DIR/$1.pid" 2>/dev/null || true; }
+is_running() {
+  local pid
+  pid="$(pid_of "$1")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+}
+
+launch() { # name, command...: start in its own session so a Ctrl-C of make does not reach it
+  local name="$1"
+  shift
+  if is_running "$name"; then return 0; fi
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$PID_DIR/$name.pid"
+  log "started $name (pid $!, log $LOG_DIR/$name.log)"
+}
+
+kafka_properties() {
+  local n="$1" dir="$STATE_DIR/kafka-$n"
+  local voters="1@127.0.0.1:$(kafka_controller_port 1),2@127.0.0.1:$(kafka_controller_port 2),3@127.0.0.1:$(kafka_controller_port 3)"
+  mkdir -p "$dir"
+  cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=$n
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$(kafka_port "$n"),CONTROLLER://127.0.0.1:$(kafka_controller_port "$n")
+advertised.listeners=PLAINTEXT://127.0.0.1:$(kafka_port "$n")
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=3
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+auto.create.topics.enable=false
+unclean.leader.election.enable=false
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+num.replica.fetchers=2
+log.retention.hours=24
+log.segment.bytes=67108864
+PROPS
+  echo "$dir/server.properties"
+}
+
+KAFKA_JAVA=(java -Xms384m -Xmx640m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+  -Dlog4j2.configurationFile="$HERE/kafka/log4j2.yaml" -cp "$KAFKA_HOME/libs/*")
+
+start_kafka() {
+  local n="$1" props cluster_id
+  if is_running "kafka-$n"; then return 0; fi
+  props="$(kafka_properties "$n")"
+  if [[ ! -f "$STATE_DIR/kafka-$n/data/meta.properties" ]]; then
+    [[ -f "$STATE_DIR/kafka-cluster-id" ]] || "${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid >"$STATE_DIR/kafka-cluster-id"
+    cluster_id="$(tail -n 1 "$STATE_DIR/kafka-cluster-id")"
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$props" >>"$LOG_DIR/kafka-$n.log" 2>&1
+  fi
+  launch "kafka-$n" "${KAFKA_JAVA[@]}" kafka.Kafka "$props"
+}
+
+start_ferretdb() {
+  mkdir -p "$STATE_DIR/ferretdb/data" "$STATE_DIR/ferretdb/state"
+  launch ferretdb "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$STATE_DIR/ferretdb/data/" \
+    --listen-addr=127.0.0.1:27017 --state-dir="$STATE_DIR/ferretdb/state" --telemetry=disable \
+    --debug-addr=127.0.0.1:28088 --log-level=warn
+}
+
+start_jaeger() {
+  launch jaeger "$JAEGER_BIN" --config "$HERE/jaeger/config.yaml"
+}
+
+start_prometheus() {
+  mkdir -p "$STATE_DIR/prometheus"
+  launch prometheus "$CACHE_DIR/prometheus-deb/usr/bin/prometheus" \
+    --config.file="$HERE/prometheus/prometheus.yml" --storage.tsdb.path="$STATE_DIR/prometheus" \
+    --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle
+}
+
+start_service() {
+  case "$1" in
+    kafka-[123]) start_kafka "${1#kafka-}" ;;
+    ferretdb) start_ferretdb ;;
+    jaeger) start_jaeger ;;
+    prometheus) start_prometheus ;;
+    *) log "unknown service $1" && exit 2 ;;
+  esac
+}
+
+stop_service() { # name [signal]; waits for the process to exit (SIGKILL after 30 s)
+  local name="$1" signal="${2:-TERM}" pid
+  pid="$(pid_of "$name")"
+  if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then rm -f "$PID_DIR/$name.pid"; return 0; fi
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name did not stop within 30 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$PID_DIR/$name.pid"
+}
+
+install_all() {
+  "$HERE/install-kafka.sh" &
+  local kafka_job=$!
+  "$HERE/install-prometheus.sh"
+  "$HERE/install-ferretdb.sh"
+  "$HERE/install-jaeger.sh"
+  wait "$kafka_job"
+}
+
+cmd="${1:-status}"
+case "$cmd" in
+  install) install_all ;;
+  up)
+    install_all
+    for s in "${SERVICES[@]}"; do start_service "$s"; done
+    "$PYTHON" "$HERE/wait_ready.py" --timeout "${JOBSTREAM_INFRA_TIMEOUT:-120}" || {
+      log "services did not become ready; logs are in $LOG_DIR"
+      tail -n 20 "$LOG_DIR"/*.log >&2 || true
+      exit 1
+    }
+    ;;
+  down)
+    # Stop in parallel: brokers shutting down one by one would each wait for the others' quorum.
+    for s in "${SERVICES[@]}"; do stop_service "$s" & done
+    wait
+    rm -rf "$STATE_DIR"/kafka-* "$STATE_DIR/ferretdb" "$STATE_DIR/prometheus"
+    log "stopped; logs kept in $LOG_DIR"
+    ;;
+  status)
+    for s in "${SERVICES[@]}"; do
+      if is_running "$s"; then printf '%-12s running (pid %s)\n' "$s" "$(pid_of "$s")"; else printf '%-12s stopped\n' "$s"; fi
+    done
+    ;;
+  start) start_service "$2" ;;
+  stop) stop_service "$2" "$([[ "${3:-}" == "--kill" ]] && echo KILL || echo TERM)" ;;
+  *) sed -n '2,9p' "$0" >&2 && exit 2 ;;
+esac
