@@ -1,14 +1,14 @@
 """The whole exception tree of jobstream.
 
-    JobstreamError
-    ├── ExpressionError            an operation's text cannot be evaluated (ends the operation as failed)
-    │   ├── ExpressionSyntaxError  the text is not a valid expression
-    │   ├── EvaluationError        a runtime error such as division by zero
-    │   └── LimitExceeded          a bound on size, depth, exponent or result was crossed
-    ├── InvalidJob                 a submitted job is rejected before it is stored (HTTP 4xx)
-    │   └── JobTooLarge            the body, a line or the operation count is over its limit (HTTP 413)
-    ├── NotFound                   no such job or operation (HTTP 404)
-    └── StorageError               the database failed or could not be reached (driver errors, converted)
+JobstreamError
+├── ExpressionError            an operation's text cannot be evaluated (the operation fails)
+│   ├── ExpressionSyntaxError  the text is not a valid expression
+│   ├── EvaluationError        a runtime error such as division by zero
+│   └── LimitExceeded          a bound on size, depth, exponent or result was crossed
+├── InvalidJob                 a submitted job is rejected before it is stored (HTTP 4xx)
+│   └── JobTooLarge            the body, a line or the operation count is over its limit (HTTP 413)
+├── NotFound                   no such job or operation (HTTP 404)
+└── StorageError               the database failed or was unreachable (driver errors, converted)
 """
 
 from __future__ import annotations

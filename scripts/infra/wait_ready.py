@@ -40,7 +40,7 @@ async def ferretdb_ready() -> str | None:
 
 
 def http_ready(url: str) -> str | None:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=2) as response:
         return None if response.status == 200 else f"{url} answered {response.status}"
 
 

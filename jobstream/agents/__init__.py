@@ -1,0 +1,1 @@
+"""Faust agents: compute (server role), persist and reconcile (client role)."""

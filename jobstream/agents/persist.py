@@ -1,0 +1,116 @@
+"""Client role: persist results to MongoDB and keep each job's progress in the Faust table.
+
+One actor (Faust forbids table writes at concurrency > 1) takes batches of responses, and for each:
+1. asks MongoDB which of the batch's jobs are still in progress (late results of deleted, cancelled
+   or completed jobs are dropped, so nothing is resurrected);
+2. drops responses the progress table has already counted (at-least-once delivery duplicates);
+3. writes the new results onto their pending operations, then the jobs' absolute counters;
+4. only then updates the table, and acknowledges the batch.
+A crash anywhere before 4 re-delivers the batch, which the steps above make harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+
+import faust
+
+from jobstream.agents.delivery import MAX_BACKOFF, dead_letter
+from jobstream.errors import StorageError
+from jobstream.models import InvalidEvent, OperationResult
+from jobstream.settings import Settings
+from jobstream.storage import MongoRepository, Progress
+from jobstream.tables.progress import JobProgress
+from jobstream.telemetry import Metrics
+from jobstream.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class ResultWriter:
+    """Applies batches of results to storage and the progress table (steps 1-4 above)."""
+
+    def __init__(self, repository: MongoRepository, table: faust.Table, metrics: Metrics) -> None:
+        self._repository = repository
+        self._table = table
+        self._metrics = metrics
+
+    async def apply(self, results: Sequence[OperationResult]) -> None:
+        """Persist one batch; raises StorageError (nothing in the table changed) on failure."""
+        by_job: dict[str, list[OperationResult]] = defaultdict(list)
+        for result in results:
+            by_job[result.job_id].append(result)
+        live = await self._repository.live_jobs(by_job)
+
+        fresh: list[OperationResult] = []
+        touched: dict[str, JobProgress] = {}
+        for job_id, job_results in by_job.items():
+            key = job_id.encode()
+            if job_id not in live:
+                self._metrics.results_ignored.inc(len(job_results))
+                if key in self._table:
+                    del self._table[key]
+                continue
+            stored = self._table.get(key)
+            progress = JobProgress.decode(stored) if stored else JobProgress.new(live[job_id])
+            for result in job_results:
+                if progress.record(result.index, result.status == "succeeded"):
+                    fresh.append(result)
+                else:
+                    self._metrics.results_duplicated.inc()
+            touched[job_id] = progress
+
+        await self._repository.record_results(fresh)
+        await self._repository.save_progress(
+            [Progress(j, p.succeeded, p.failed, p.complete) for j, p in touched.items()]
+        )
+        for job_id, progress in touched.items():
+            key = job_id.encode()
+            if progress.complete:
+                self._metrics.jobs_completed.inc()
+                if key in self._table:
+                    del self._table[key]
+            else:
+                self._table[key] = progress.encode()
+
+
+def register_persist(
+    app: faust.App,
+    topics: Topics,
+    settings: Settings,
+    repository: MongoRepository,
+    table: faust.Table,
+    metrics: Metrics,
+) -> None:
+    """Register the persisting agent (one actor per worker, batches of responses)."""
+    writer = ResultWriter(repository, table, metrics)
+
+    @app.agent(topics.responses, name="persist", concurrency=1)
+    async def persist(stream: faust.StreamT) -> None:
+        batches = stream.take_events(settings.persist_batch_size, settings.persist_batch_seconds)
+        async for events in batches:
+            results: list[OperationResult] = []
+            for event in events:
+                try:
+                    results.append(OperationResult.from_bytes(event.value))
+                except InvalidEvent as exc:
+                    await dead_letter(topics, event, str(exc), metrics)
+            await _until_stored(writer, results)
+
+
+async def _until_stored(writer: ResultWriter, results: list[OperationResult]) -> None:
+    """Retry a batch until MongoDB takes it: the batch must not be acknowledged unstored."""
+    backoff = 0.1
+    while True:
+        try:
+            await writer.apply(results)
+            return
+        except StorageError as exc:
+            log.warning(
+                "storing %d results failed (%s); retrying in %.1fs", len(results), exc, backoff
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)

@@ -1,0 +1,1 @@
+"""Faust web views: the job API (client role) and health (every worker)."""

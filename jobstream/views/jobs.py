@@ -1,0 +1,175 @@
+"""Client role: the job API (`/api/jobs...`). Parse, validate, make one repository call, answer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import faust
+from aiohttp import web as aioweb
+
+from jobstream.agents.delivery import send_many_durably
+from jobstream.errors import InvalidJob, JobTooLarge, NotFound
+from jobstream.models import OperationRequest
+from jobstream.settings import Settings
+from jobstream.storage import MongoRepository
+from jobstream.submission import SubmissionLimits, parse_body
+from jobstream.telemetry import Metrics
+from jobstream.topics import Topics
+from jobstream.views.base import JsonView
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+DEFAULT_PAGE_SIZE = 30
+MAX_PAGE_SIZE = 100
+READ_CHUNK = 64 * 1024
+
+
+def job_id_from(raw: str) -> str:
+    """A path's job id, validated (ids are 32 lower-case hex digits)."""
+    if not JOB_ID.match(raw):
+        raise InvalidJob(f"malformed job id {raw[:64]!r}: expected 32 hexadecimal digits")
+    return raw
+
+
+def operation_index_from(job_id: str, raw: str) -> int:
+    """A path's operation id ("<job_id>-<index>", or just the index) as the 1-based index."""
+    text = raw[len(job_id) + 1 :] if raw.startswith(job_id + "-") else raw
+    if not text.isdigit() or len(text) > 9 or int(text) < 1:
+        raise InvalidJob(f"malformed operation id {raw[:80]!r}: expected <job_id>-<index>")
+    return int(text)
+
+
+def page_from(query: Any) -> tuple[int, int]:
+    """`page` (from 1) and `size` (1-100, default 30) query parameters, validated."""
+
+    def number(name: str, default: int, high: int) -> int:
+        raw = query.get(name)
+        if raw is None or raw == "":
+            return default
+        if not raw.isdigit() or len(raw) > 9:
+            raise InvalidJob(f"{name} must be a positive integer, got {raw[:20]!r}")
+        value = int(raw)
+        if not 1 <= value <= high:
+            raise InvalidJob(f"{name} must be between 1 and {high}, got {value}")
+        return value
+
+    return number("page", 1, 10**9), number("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+async def read_body(request: aioweb.Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it is known to exceed the limit."""
+    if request.content_length is not None and request.content_length > limit:
+        raise JobTooLarge(f"body is {request.content_length} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise JobTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def register_job_views(
+    app: faust.App,
+    settings: Settings,
+    repository: MongoRepository,
+    topics: Topics,
+    metrics: Metrics,
+) -> None:
+    """Register `/api/jobs` and the routes below it."""
+    limits = SubmissionLimits(
+        max_body_bytes=settings.max_body_bytes,
+        max_line_length=settings.max_line_length,
+        max_operations=settings.max_operations,
+    )
+
+    class View(JsonView):
+        pass
+
+    View.metrics = metrics
+
+    @app.page("/api/jobs")
+    class Jobs(View):
+        route = "/api/jobs"
+
+        async def post(self, request: aioweb.Request) -> aioweb.Response:
+            body = await read_body(request, limits.max_body_bytes)
+            expressions = parse_body(body, request.headers.get("Content-Type"), limits)
+            job_id = uuid.uuid4().hex
+            job = await repository.create_job(job_id, expressions)
+            # Stored before published: a crash here leaves pending operations that reconciliation
+            # publishes, so the 201 below is a promise kept either way.
+            key = job_id.encode()
+            total = len(expressions)
+            await send_many_durably(
+                topics.requests,
+                (
+                    (key, OperationRequest(job_id, index, total, text).to_bytes())
+                    for index, text in enumerate(expressions, start=1)
+                ),
+                metrics,
+            )
+            metrics.jobs_created.inc()
+            return aioweb.json_response(
+                {"id": job.id, "created_operations": total, "status": job.status},
+                status=201,
+                headers={"Location": f"/api/jobs/{job.id}"},
+            )
+
+        async def get(self, request: aioweb.Request) -> aioweb.Response:
+            page, size = page_from(request.query)
+            total, jobs = await repository.list_jobs(page, size)
+            return aioweb.json_response(
+                {
+                    "page": page,
+                    "size": size,
+                    "total": total,
+                    "items": [job.to_json() for job in jobs],
+                }
+            )
+
+    @app.page("/api/jobs/{job_id}")
+    class OneJob(View):
+        route = "/api/jobs/{job_id}"
+
+        async def get(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
+            job = await repository.get_job(job_id_from(job_id))
+            return aioweb.json_response(job.to_json())
+
+        async def delete(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
+            await repository.delete_job(job_id_from(job_id))
+            return aioweb.Response(status=204)
+
+    @app.page("/api/jobs/{job_id}/operations")
+    class Operations(View):
+        route = "/api/jobs/{job_id}/operations"
+
+        async def get(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
+            page, size = page_from(request.query)
+            total, operations = await repository.list_operations(job_id_from(job_id), page, size)
+            return aioweb.json_response(
+                {
+                    "page": page,
+                    "size": size,
+                    "total": total,
+                    "items": [op.to_json() for op in operations],
+                }
+            )
+
+    @app.page("/api/jobs/{job_id}/operations/{operation_id}")
+    class OneOperation(View):
+        route = "/api/jobs/{job_id}/operations/{operation_id}"
+
+        async def get(
+            self, request: aioweb.Request, job_id: str, operation_id: str
+        ) -> aioweb.Response:
+            job_id = job_id_from(job_id)
+            index = operation_index_from(job_id, operation_id)
+            try:
+                operation = await repository.get_operation(job_id, index)
+            except NotFound:
+                await repository.get_job(job_id)  # say which is missing: the job or the operation
+                raise
+            return aioweb.json_response(operation.to_json())
