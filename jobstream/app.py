@@ -59,10 +59,6 @@ def create_app(settings: Settings) -> faust.App:
     register_reconcile(app, topics, settings, repository, metrics)
     register_job_views(app, settings, repository, topics, metrics)
 
-    @app.task
-    async def prepare_storage() -> None:
-        await repository.ensure_indexes()
-
     return app
 
 

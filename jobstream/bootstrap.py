@@ -1,4 +1,4 @@
-"""Create jobstream's topics idempotently (local stack and compose init use the same code).
+"""Create jobstream's topics and indexes idempotently (local stack and compose init share this).
 
 Run as `python -m jobstream.bootstrap`. Topics are never left to broker auto-creation: the progress
 table's changelog must have exactly as many partitions as the response topic it is keyed like.
@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from jobstream.settings import Settings
+from jobstream.storage import MongoRepository
 
 log = logging.getLogger("jobstream.bootstrap")
 
@@ -87,14 +88,33 @@ async def create_topics(settings: Settings, timeout: float = 60.0) -> list[str]:
     return created
 
 
-def main() -> int:
-    """Entry point of `python -m jobstream.bootstrap`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = Settings.from_env()
-    created = asyncio.run(create_topics(settings))
+async def prepare_storage(settings: Settings) -> None:
+    """Create the collections' indexes once, before any worker writes.
+
+    Done here rather than by every worker at start: FerretDB's SQLite backend can deadlock when
+    index creation races with writes from other connections.
+    """
+    repository = MongoRepository.connect(settings.mongo_url, settings.mongo_database)
+    try:
+        await repository.ensure_indexes()
+    finally:
+        await repository.close()
+
+
+async def bootstrap(settings: Settings) -> None:
+    """Topics and indexes, idempotently."""
+    created = await create_topics(settings)
     for name in created:
         log.info("created topic %s", name)
     log.info("topics ready (%d created)", len(created))
+    await prepare_storage(settings)
+    log.info("indexes ready in database %s", settings.mongo_database)
+
+
+def main() -> int:
+    """Entry point of `python -m jobstream.bootstrap`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    asyncio.run(bootstrap(Settings.from_env()))
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {value}")
     return value
 
 
@@ -123,7 +124,7 @@ class Settings:
         if role not in ("client", "server"):
             raise ValueError(f"JOBSTREAM_ROLE must be 'client' or 'server', got {role!r}")
         defaults = cls()
-        return cls(
+        settings = cls(
             role=role,  # type: ignore[arg-type]
             kafka_brokers=env.get("JOBSTREAM_KAFKA_BROKERS", defaults.kafka_brokers),
             mongo_url=env.get("JOBSTREAM_MONGO_URL", defaults.mongo_url),
@@ -168,3 +169,12 @@ class Settings:
             data_dir=env.get("JOBSTREAM_DATA_DIR", defaults.data_dir),
             log_level=env.get("JOBSTREAM_LOG_LEVEL", defaults.log_level).upper(),
         )
+        if settings.min_insync_replicas > settings.replication_factor:
+            raise ValueError(
+                "JOBSTREAM_MIN_INSYNC_REPLICAS must not exceed JOBSTREAM_REPLICATION_FACTOR "
+                f"({settings.min_insync_replicas} > {settings.replication_factor}): "
+                "every acks=all write would fail"
+            )
+        if not settings.bootstrap_servers:
+            raise ValueError("JOBSTREAM_KAFKA_BROKERS must list at least one host:port")
+        return settings

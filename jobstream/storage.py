@@ -1,11 +1,16 @@
-"""Jobs and operations in MongoDB, behind a small repository.
+"""Jobs, operations and results in MongoDB, behind a small repository.
 
 Every write is a single-document, idempotent operation (no transactions, sessions or change streams,
 which FerretDB lacks and which at-least-once delivery makes unnecessary):
-- operations are inserted with deterministic ids, so a retried insert is a no-op;
-- a result is written only onto a `pending` operation: a duplicate never overwrites a terminal one;
+- operations are immutable and inserted with deterministic ids, so a retried insert is a no-op;
+- a result is an immutable document whose id is its operation's: the first one stored wins and a
+  duplicate is rejected by the unique id, so a terminal result is never overwritten;
 - job counters are *set* to absolute values computed by the progress table, never incremented.
-Driver errors are converted here into `StorageError`.
+An operation is pending exactly while it has no result document. Driver errors are converted here
+into `StorageError`.
+
+Writes suit FerretDB too: it holds one backend connection per statement of a command until the
+command ends, so multi-statement updates are kept small (`UPDATE_CHUNK`); inserts are cheap.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from jobstream.errors import NotFound, StorageError
@@ -27,6 +33,7 @@ R = TypeVar("R")
 
 DUPLICATE_KEY = 11000
 INSERT_CHUNK = 5000
+UPDATE_CHUNK = 10
 
 
 @dataclass(frozen=True)
@@ -40,18 +47,21 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class PendingOperation:
-    """An operation still waiting for its result (what reconciliation re-publishes)."""
+class Outcomes:
+    """A job's operations by outcome, counted from the result documents."""
 
-    job_id: str
-    index: int
     total: int
-    expression: str
-    attempts: int
+    succeeded: int
+    failed: int
+
+    @property
+    def pending(self) -> int:
+        """Operations without a result."""
+        return self.total - self.succeeded - self.failed
 
 
 class Repository(Protocol):
-    """What agents and views need from storage."""
+    """What the views need from storage (the agents use MongoRepository's wider surface)."""
 
     async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job: ...
     async def get_job(self, job_id: str) -> Job: ...
@@ -61,9 +71,6 @@ class Repository(Protocol):
     async def list_operations(
         self, job_id: str, page: int, size: int
     ) -> tuple[int, list[Operation]]: ...
-    async def live_jobs(self, job_ids: Iterable[str]) -> dict[str, int]: ...
-    async def record_results(self, results: Sequence[OperationResult]) -> int: ...
-    async def save_progress(self, progress: Sequence[Progress]) -> None: ...
 
 
 def _converted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -93,12 +100,20 @@ class MongoRepository:
         self._db = client[database]
         self._jobs = self._db["jobs"]
         self._operations = self._db["operations"]
+        self._results = self._db["results"]
 
     @classmethod
     def connect(cls, url: str, database: str) -> MongoRepository:
         """A repository on a new client (connections are made lazily)."""
         client: AsyncMongoClient = AsyncMongoClient(
-            url, tz_aware=True, serverSelectionTimeoutMS=5000, retryWrites=True
+            url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=5000,
+            connectTimeoutMS=5000,
+            socketTimeoutMS=30_000,
+            # Bounded so that several workers together stay well inside FerretDB's backend pool.
+            maxPoolSize=20,
+            retryWrites=True,
         )
         return cls(client, database)
 
@@ -108,13 +123,13 @@ class MongoRepository:
 
     @_converted
     async def ensure_indexes(self) -> None:
-        """Create the collections' indexes (idempotent)."""
+        """Create the collections and their indexes (idempotent; run once, by bootstrap)."""
         await self._jobs.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
         await self._jobs.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
         await self._operations.create_index(
             [("job_id", ASCENDING), ("index", ASCENDING)], unique=True
         )
-        await self._operations.create_index([("status", ASCENDING), ("published_at", ASCENDING)])
+        await self._results.create_index([("job_id", ASCENDING), ("index", ASCENDING)])
 
     @_converted
     async def ping(self) -> None:
@@ -125,37 +140,31 @@ class MongoRepository:
     async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job:
         """Store a job and its operations (operations first: a job is never seen half-stored)."""
         now = utcnow()
-        for start in range(0, len(expressions), INSERT_CHUNK):
+        total = len(expressions)
+        for start in range(0, total, INSERT_CHUNK):
             chunk = expressions[start : start + INSERT_CHUNK]
             docs = [
-                InsertOne(
-                    {
-                        "_id": operation_id(job_id, index),
-                        "job_id": job_id,
-                        "index": index,
-                        "total": len(expressions),
-                        "expression": text,
-                        "status": "pending",
-                        "result": None,
-                        "error": None,
-                        "published_at": now,
-                        "attempts": 1,
-                    }
-                )
+                {
+                    "_id": operation_id(job_id, index),
+                    "job_id": job_id,
+                    "index": index,
+                    "expression": text,
+                }
                 for index, text in enumerate(chunk, start=start + 1)
             ]
-            await self._bulk(self._operations, docs, ignore_duplicates=True)
+            await _insert_new(self._operations, docs)
         job = {
             "_id": job_id,
             "status": "in_progress",
-            "total": len(expressions),
+            "total": total,
             "succeeded": 0,
             "failed": 0,
             "created_at": now,
             "updated_at": now,
             "finished_at": None,
+            "reconciliations": 0,
         }
-        await self._bulk(self._jobs, [InsertOne(job)], ignore_duplicates=True)
+        await _insert_new(self._jobs, [job])
         return _job(job)
 
     @_converted
@@ -180,19 +189,21 @@ class MongoRepository:
 
     @_converted
     async def delete_job(self, job_id: str) -> None:
-        """Remove a job and its operations; the job first, so late results find nothing live."""
+        """Remove a job, then its operations and results; late results then find nothing live."""
         deleted = await self._jobs.delete_one({"_id": job_id})
         if deleted.deleted_count == 0:
             raise NotFound(f"job {job_id} not found")
         await self._operations.delete_many({"job_id": job_id})
+        await self._results.delete_many({"job_id": job_id})
 
     @_converted
     async def get_operation(self, job_id: str, index: int) -> Operation:
-        """One operation of a job, or NotFound."""
-        doc = await self._operations.find_one({"_id": operation_id(job_id, index)})
-        if doc is None or doc["job_id"] != job_id:
-            raise NotFound(f"operation {operation_id(job_id, index)} not found")
-        return _operation(doc)
+        """One operation of a job with its result if any, or NotFound."""
+        op_id = operation_id(job_id, index)
+        doc = await self._operations.find_one({"_id": op_id})
+        if doc is None:
+            raise NotFound(f"operation {op_id} not found")
+        return _operation(doc, await self._results.find_one({"_id": op_id}))
 
     @_converted
     async def list_operations(
@@ -201,10 +212,10 @@ class MongoRepository:
         """One page of a job's operations in submission order, and the total; NotFound if no job."""
         job = await self.get_job(job_id)
         first = (page - 1) * size + 1
-        cursor = self._operations.find(
-            {"job_id": job_id, "index": {"$gte": first, "$lt": first + size}}
-        ).sort("index", ASCENDING)
-        return job.total, [_operation(doc) async for doc in cursor]
+        window = {"job_id": job_id, "index": {"$gte": first, "$lt": first + size}}
+        operations = [doc async for doc in self._operations.find(window).sort("index", ASCENDING)]
+        results = {doc["_id"]: doc async for doc in self._results.find(window)}
+        return job.total, [_operation(doc, results.get(doc["_id"])) for doc in operations]
 
     @_converted
     async def live_jobs(self, job_ids: Iterable[str]) -> dict[str, int]:
@@ -216,32 +227,25 @@ class MongoRepository:
 
     @_converted
     async def record_results(self, results: Sequence[OperationResult]) -> int:
-        """Write results onto pending operations; returns how many changed."""
-        if not results:
-            return 0
+        """Store results; one already stored for an operation is kept. Returns how many were new."""
         now = utcnow()
-        writes = [
-            UpdateOne(
-                {"_id": r.operation_id, "status": "pending"},
-                {
-                    "$set": {
-                        "status": r.status,
-                        "result": r.result,
-                        "error": r.error,
-                        "finished_at": now,
-                    }
-                },
-            )
+        docs = [
+            {
+                "_id": r.operation_id,
+                "job_id": r.job_id,
+                "index": r.index,
+                "status": r.status,
+                "result": r.result,
+                "error": r.error,
+                "finished_at": now,
+            }
             for r in results
         ]
-        outcome = await self._operations.bulk_write(writes, ordered=False)
-        return outcome.modified_count
+        return await _insert_new(self._results, docs)
 
     @_converted
     async def save_progress(self, progress: Sequence[Progress]) -> None:
         """Set jobs' counters (absolute values), completing those whose operations all ended."""
-        if not progress:
-            return
         now = utcnow()
         writes = []
         for p in progress:
@@ -253,76 +257,57 @@ class MongoRepository:
             if p.complete:
                 fields |= {"status": "completed", "finished_at": now}
             writes.append(UpdateOne({"_id": p.job_id, "status": "in_progress"}, {"$set": fields}))
-        await self._jobs.bulk_write(writes, ordered=False)
+        for start in range(0, len(writes), UPDATE_CHUNK):
+            await self._jobs.bulk_write(writes[start : start + UPDATE_CHUNK], ordered=False)
 
     # -- reconciliation ---------------------------------------------------------------------
 
     @_converted
-    async def stale_operations(
-        self, published_before: datetime, limit: int
-    ) -> list[PendingOperation]:
-        """Pending operations last published before the given time."""
-        cursor = self._operations.find(
-            {"status": "pending", "published_at": {"$lt": published_before}},
-            {"job_id": 1, "index": 1, "total": 1, "expression": 1, "attempts": 1},
-        ).limit(limit)
-        return [
-            PendingOperation(d["job_id"], d["index"], d["total"], d["expression"], d["attempts"])
-            async for d in cursor
-        ]
-
-    @_converted
-    async def mark_republished(self, ops: Sequence[PendingOperation]) -> None:
-        """Record that these operations were published again now."""
-        if not ops:
-            return
-        await self._operations.update_many(
-            {"_id": {"$in": [operation_id(o.job_id, o.index) for o in ops]}, "status": "pending"},
-            {"$set": {"published_at": utcnow()}, "$inc": {"attempts": 1}},
-        )
-
-    @_converted
-    async def drop_orphans(self, ops: Sequence[PendingOperation]) -> None:
-        """Delete operations whose job is gone (a crash between deleting a job and them)."""
-        if ops:
-            await self._operations.delete_many(
-                {"_id": {"$in": [operation_id(o.job_id, o.index) for o in ops]}}
-            )
-
-    @_converted
-    async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[str]:
-        """In-progress jobs not updated since the given time."""
+    async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]:
+        """In-progress jobs whose counters have not moved since the given time."""
         cursor = self._jobs.find(
-            {"status": "in_progress", "updated_at": {"$lt": updated_before}}, {"_id": 1}
+            {"status": "in_progress", "updated_at": {"$lt": updated_before}}
         ).limit(limit)
-        return [doc["_id"] async for doc in cursor]
+        return [_job(doc) async for doc in cursor]
 
     @_converted
-    async def count_outcomes(self, job_id: str) -> dict[str, int]:
-        """How many of a job's operations are pending, succeeded and failed, from the operations."""
-        counts = {"pending": 0, "succeeded": 0, "failed": 0}
-        pipeline = [
-            {"$match": {"job_id": job_id}},
-            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
-        ]
-        async for row in await self._operations.aggregate(pipeline):
-            counts[row["_id"]] = row["n"]
-        return counts
+    async def pending_operations(self, job_id: str) -> list[Operation]:
+        """A job's operations that have no result yet."""
+        done = {doc["index"] async for doc in self._results.find({"job_id": job_id}, {"index": 1})}
+        cursor = self._operations.find({"job_id": job_id})
+        return [_operation(doc, None) async for doc in cursor if doc["index"] not in done]
 
     @_converted
-    async def touch_job(self, job_id: str) -> None:
-        """Mark a job as looked at now (so reconciliation does not inspect it every tick)."""
-        await self._jobs.update_one(
-            {"_id": job_id, "status": "in_progress"}, {"$set": {"updated_at": utcnow()}}
+    async def count_outcomes(self, job: Job) -> Outcomes:
+        """A job's operations by outcome, from the results themselves."""
+        succeeded = await self._results.count_documents({"job_id": job.id, "status": "succeeded"})
+        failed = await self._results.count_documents({"job_id": job.id, "status": "failed"})
+        return Outcomes(job.total, succeeded, failed)
+
+    @_converted
+    async def note_reconciled(self, job_id: str) -> int:
+        """Record one more reconciliation of a job (and restart its clock); returns the count."""
+        doc = await self._jobs.find_one_and_update(
+            {"_id": job_id, "status": "in_progress"},
+            {"$set": {"updated_at": utcnow()}, "$inc": {"reconciliations": 1}},
+            projection={"reconciliations": 1},
+            return_document=True,
         )
+        return 0 if doc is None else int(doc.get("reconciliations", 0))
 
-    async def _bulk(self, collection: Any, writes: list[Any], *, ignore_duplicates: bool) -> None:
-        try:
-            await collection.bulk_write(writes, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if not ignore_duplicates or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
+
+async def _insert_new(collection: AsyncCollection, docs: list[dict[str, Any]]) -> int:
+    """Insert documents, skipping those whose id exists; returns how many were inserted."""
+    if not docs:
+        return 0
+    try:
+        outcome = await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        return int(exc.details.get("nInserted", len(docs) - len(errors)))
+    return len(outcome.inserted_ids)
 
 
 def _job(doc: dict[str, Any]) -> Job:
@@ -337,13 +322,13 @@ def _job(doc: dict[str, Any]) -> Job:
     )
 
 
-def _operation(doc: dict[str, Any]) -> Operation:
+def _operation(doc: dict[str, Any], result: dict[str, Any] | None) -> Operation:
     return Operation(
         id=doc["_id"],
         job_id=doc["job_id"],
         index=doc["index"],
         expression=doc["expression"],
-        status=doc["status"],
-        result=doc.get("result"),
-        error=doc.get("error"),
+        status="pending" if result is None else result["status"],
+        result=None if result is None else result.get("result"),
+        error=None if result is None else result.get("error"),
     )

@@ -70,14 +70,16 @@ def _check(text: str, where: str, limits: SubmissionLimits) -> None:
             f"{where} is {len(text)} characters long; the limit is {limits.max_line_length}"
         )
     for column, char in enumerate(text, start=1):
-        if (char < " " and char != "\t") or char == "\x7f":
+        if (char < " " and char != "\t") or "\x7f" <= char <= "\x9f" or char in "\u2028\u2029":
             raise InvalidJob(f"{where} contains control character {char!r} at column {column}")
 
 
 def _from_text(body: bytes, limits: SubmissionLimits) -> list[str]:
     expressions: list[str] = []
-    for number, line in enumerate(_decode(body).splitlines(), start=1):
-        stripped = line.strip()
+    # split on \n only: str.splitlines() would also split on \x0c, \x1c, \u2028... (which are
+    # rejected as control characters) and make line numbers disagree with the user's editor
+    for number, line in enumerate(_decode(body).split("\n"), start=1):
+        stripped = line.removesuffix("\r").strip(" \t")
         if not stripped or stripped.startswith("#"):
             continue  # blank lines and comments are not operations
         _check(stripped, f"line {number}", limits)
@@ -103,9 +105,9 @@ def _from_json(body: bytes, limits: SubmissionLimits) -> list[str]:
     expressions: list[str] = []
     for position, item in enumerate(items):
         where = f"operations[{position}]"
-        if not isinstance(item, str) or not item.strip():
+        stripped = item.strip() if isinstance(item, str) else ""
+        if not stripped:
             raise InvalidJob(f"{where} must be a non-empty string")
-        stripped = item.strip()
         _check(stripped, where, limits)
         expressions.append(stripped)
     return expressions

@@ -1,8 +1,9 @@
 """The Kafka topics, declared once; agents and views take them from here.
 
 Values travel as raw bytes (JSON encoded by `jobstream.models`): decoding happens in the agents, so
-a malformed event becomes a dead letter instead of crashing the stream. Keys are UTF-8 job ids,
-so every event of a job lands on one partition of each topic (and of the progress changelog).
+a malformed event becomes a dead letter instead of crashing the stream. Requests are keyed by
+operation id, so one job's operations spread over every server worker; responses are keyed by job
+id, so all results of a job land on one partition (the one its progress-table entry lives on).
 """
 
 from __future__ import annotations

@@ -1,31 +1,32 @@
 """Client role: the reconciliation loop, so that no accepted operation stays pending forever.
 
-Runs on the leader client worker only. Each tick it
-- re-publishes operations pending longer than `reconcile_after` (lost to a crash between storing
-  and publishing, or to faust-streaming #606), and fails those past `max_attempts` through the
-  normal response path so the progress table counts them;
-- finishes jobs whose operations all ended but whose counters were not (a progress update lost
-  with a crashed worker's table), from counts taken from the operations themselves.
+Runs on the leader client worker only. Each tick it looks at in-progress jobs whose counters have
+not moved for `reconcile_after` seconds (a crash between storing and publishing, a request lost to
+faust-streaming #606, a progress update lost with a crashed worker's table) and:
+- if every operation has a result, finishes the job from counts taken from the results themselves;
+- otherwise publishes the requests of the operations without a result again, and after
+  `max_attempts` reconciliations fails them instead, through the normal response path, so that the
+  progress table counts them like any other result.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import faust
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import StorageError
-from jobstream.models import OperationRequest, OperationResult
+from jobstream.models import Job, Operation, OperationRequest, OperationResult, operation_id
 from jobstream.settings import Settings
-from jobstream.storage import MongoRepository, PendingOperation, Progress, utcnow
+from jobstream.storage import MongoRepository, Progress, utcnow
 from jobstream.telemetry import Metrics
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000
+JOBS_PER_TICK = 50
 
 
 class Reconciler:
@@ -40,68 +41,61 @@ class Reconciler:
         self._metrics = metrics
 
     async def run_once(self) -> int:
-        """Re-publish stale operations and finish stalled jobs; returns operations re-published."""
+        """Reconcile stalled jobs; returns how many operations were published again."""
         cutoff = utcnow() - timedelta(seconds=self._settings.reconcile_after)
-        stale = await self._repository.stale_operations(cutoff, BATCH)
         republished = 0
-        if stale:
-            live = await self._repository.live_jobs({op.job_id for op in stale})
-            orphans = [op for op in stale if op.job_id not in live]
-            await self._repository.drop_orphans(orphans)
-            current = [op for op in stale if op.job_id in live]
-            await self._republish(current)
-            await self._repository.mark_republished(current)
-            republished = len(current)
-            self._metrics.republished.inc(republished)
-            log.warning("reconciliation re-published %d pending operations", republished)
-        await self._finish_stalled(cutoff)
+        for job in await self._repository.stalled_jobs(cutoff, JOBS_PER_TICK):
+            republished += await self._reconcile(job)
         return republished
 
-    async def _republish(self, ops: list[PendingOperation]) -> None:
-        """Publish the requests again; fail, through the response path, those out of attempts."""
-        retry = [op for op in ops if op.attempts < self._settings.max_attempts]
-        give_up = [op for op in ops if op.attempts >= self._settings.max_attempts]
+    async def _reconcile(self, job: Job) -> int:
+        pending = await self._repository.pending_operations(job.id)
+        if not pending:
+            outcomes = await self._repository.count_outcomes(job)
+            log.warning("reconciliation finished job %s from its results", job.id)
+            await self._repository.save_progress(
+                [Progress(job.id, outcomes.succeeded, outcomes.failed, complete=True)]
+            )
+            return 0
+        attempt = await self._repository.note_reconciled(job.id)
+        if attempt == 0:
+            return 0  # deleted or finished meanwhile
+        if attempt >= self._settings.max_attempts:
+            log.warning(
+                "job %s: failing %d operations after %d attempts", job.id, len(pending), attempt
+            )
+            await self._give_up(job, pending, attempt)
+            return 0
+        log.warning("job %s: publishing %d pending operations again", job.id, len(pending))
         await send_many_durably(
             self._topics.requests,
             (
                 (
-                    op.job_id.encode(),
+                    operation_id(job.id, op.index).encode(),
                     OperationRequest(
-                        op.job_id, op.index, op.total, op.expression, op.attempts + 1
+                        job.id, op.index, job.total, op.expression, attempt + 1
                     ).to_bytes(),
                 )
-                for op in retry
+                for op in pending
             ),
             self._metrics,
         )
+        self._metrics.republished.inc(len(pending))
+        return len(pending)
+
+    async def _give_up(self, job: Job, pending: list[Operation], attempts: int) -> None:
+        error = f"no result after {attempts} delivery attempts"
         await send_many_durably(
             self._topics.responses,
             (
                 (
-                    op.job_id.encode(),
-                    OperationResult(
-                        job_id=op.job_id,
-                        index=op.index,
-                        total=op.total,
-                        status="failed",
-                        error=f"no result after {op.attempts} delivery attempts",
-                    ).to_bytes(),
+                    job.id.encode(),
+                    OperationResult(job.id, op.index, job.total, "failed", error=error).to_bytes(),
                 )
-                for op in give_up
+                for op in pending
             ),
             self._metrics,
         )
-
-    async def _finish_stalled(self, cutoff: datetime) -> None:
-        for job_id in await self._repository.stalled_jobs(cutoff, 100):
-            counts = await self._repository.count_outcomes(job_id)
-            if counts["pending"]:
-                await self._repository.touch_job(job_id)  # still working; its operations age out
-                continue
-            log.warning("reconciliation finished stalled job %s from its operations", job_id)
-            await self._repository.save_progress(
-                [Progress(job_id, counts["succeeded"], counts["failed"], complete=True)]
-            )
 
 
 def register_reconcile(

@@ -19,8 +19,7 @@ def create_progress_table(app: faust.App, settings: Settings) -> faust.Table:
         PROGRESS_TABLE,
         default=None,
         partitions=settings.partitions,
-        schema=faust.Schema(
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        key_type=bytes,  # bytes keys and values use the raw codec: the exact bytes on the wire
+        value_type=bytes,
         use_partitioner=True,
     )

@@ -11,7 +11,7 @@ from aiohttp import web as aioweb
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
-from jobstream.models import OperationRequest
+from jobstream.models import OperationRequest, operation_id
 from jobstream.settings import Settings
 from jobstream.storage import MongoRepository
 from jobstream.submission import SubmissionLimits, parse_body
@@ -19,7 +19,7 @@ from jobstream.telemetry import Metrics
 from jobstream.topics import Topics
 from jobstream.views.base import JsonView
 
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+JOB_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_PAGE_SIZE = 30
 MAX_PAGE_SIZE = 100
 READ_CHUNK = 64 * 1024
@@ -27,7 +27,7 @@ READ_CHUNK = 64 * 1024
 
 def job_id_from(raw: str) -> str:
     """A path's job id, validated (ids are 32 lower-case hex digits)."""
-    if not JOB_ID.match(raw):
+    if not JOB_ID.fullmatch(raw):
         raise InvalidJob(f"malformed job id {raw[:64]!r}: expected 32 hexadecimal digits")
     return raw
 
@@ -35,9 +35,14 @@ def job_id_from(raw: str) -> str:
 def operation_index_from(job_id: str, raw: str) -> int:
     """A path's operation id ("<job_id>-<index>", or just the index) as the 1-based index."""
     text = raw[len(job_id) + 1 :] if raw.startswith(job_id + "-") else raw
-    if not text.isdigit() or len(text) > 9 or int(text) < 1:
+    if not _is_number(text) or int(text) < 1:
         raise InvalidJob(f"malformed operation id {raw[:80]!r}: expected <job_id>-<index>")
     return int(text)
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only (str.isdigit() also takes "²" and "٣"), and small enough to be sane."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
 
 
 def page_from(query: Any) -> tuple[int, int]:
@@ -47,7 +52,7 @@ def page_from(query: Any) -> tuple[int, int]:
         raw = query.get(name)
         if raw is None or raw == "":
             return default
-        if not raw.isdigit() or len(raw) > 9:
+        if not _is_number(raw):
             raise InvalidJob(f"{name} must be a positive integer, got {raw[:20]!r}")
         value = int(raw)
         if not 1 <= value <= high:
@@ -101,12 +106,14 @@ def register_job_views(
             job = await repository.create_job(job_id, expressions)
             # Stored before published: a crash here leaves pending operations that reconciliation
             # publishes, so the 201 below is a promise kept either way.
-            key = job_id.encode()
             total = len(expressions)
             await send_many_durably(
                 topics.requests,
                 (
-                    (key, OperationRequest(job_id, index, total, text).to_bytes())
+                    (
+                        operation_id(job_id, index).encode(),
+                        OperationRequest(job_id, index, total, text).to_bytes(),
+                    )
                     for index, text in enumerate(expressions, start=1)
                 ),
                 metrics,

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The local infrastructure on 127.0.0.1: a 3-node KRaft Kafka cluster, FerretDB, Jaeger, Prometheus.
+# The local infrastructure on 127.0.0.1: a 3-node KRaft Kafka cluster, FerretDB (on PostgreSQL),
+# Jaeger and Prometheus.
 #
 #   infra.sh up                  install what is missing, start everything, wait until it answers
 #   infra.sh down                stop what `up` started (by pid) and drop its state
 #   infra.sh status              one line per service
-#   infra.sh start SERVICE       start one service (kafka-1..3, ferretdb, jaeger, prometheus)
+#   infra.sh start SERVICE       start one service (kafka-1..3, postgres, ferretdb, jaeger, prometheus)
 #   infra.sh stop SERVICE [--kill]   stop one service (SIGTERM, or SIGKILL), keeping its data
 source "$(dirname "$0")/common.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -13,7 +14,8 @@ PYTHON="${JOBSTREAM_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 KAFKA_NODES=(1 2 3)
 kafka_port() { echo "${1}9092"; }
 kafka_controller_port() { echo "${1}9093"; }
-SERVICES=(kafka-1 kafka-2 kafka-3 ferretdb jaeger prometheus)
+SERVICES=(kafka-1 kafka-2 kafka-3 postgres ferretdb jaeger prometheus)
+PG_PORT=54329
 
 pid_of() { cat "$PID_DIR/$1.pid" 2>/dev/null || true; }
 is_running() {
@@ -81,11 +83,43 @@ start_kafka() {
   launch "kafka-$n" "${KAFKA_JAVA[@]}" kafka.Kafka "$props"
 }
 
+# PostgreSQL refuses to run as root: use the postgres account when we are root.
+PG_USER=()
+[[ "$(id -u)" == 0 ]] && PG_USER=(runuser -u postgres --)
+
+start_postgres() {
+  local bin dir="$STATE_DIR/postgres"
+  bin="$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/initdb" | sort -V | tail -n 1)")"
+  if is_running postgres; then return 0; fi
+  if [[ ! -f "$dir/PG_VERSION" ]]; then
+    mkdir -p "$dir"
+    [[ "$(id -u)" == 0 ]] && chown postgres: "$dir"
+    "${PG_USER[@]}" "$bin/initdb" -D "$dir" -U ferretdb --auth=trust -E UTF8 >>"$LOG_DIR/postgres.log" 2>&1
+  fi
+  # synchronous_commit=off: a test stand-in may lose its last milliseconds if *it* crashes, but
+  # never corrupts; the jobstream guarantees under test sit above it.
+  launch postgres "${PG_USER[@]}" "$bin/postgres" -D "$dir" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories= -c synchronous_commit=off -c max_connections=300 \
+    -c lock_timeout=5s -c idle_in_transaction_session_timeout=5s -c deadlock_timeout=200ms \
+    -c shared_buffers=128MB
+  for _ in $(seq 1 100); do
+    "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+    sleep 0.1
+  done
+  "${PG_USER[@]}" "$bin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U ferretdb -d postgres -tc \
+    "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'" | grep -q 1 ||
+    "${PG_USER[@]}" "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U ferretdb ferretdb
+}
+
+# FerretDB runs an update as a transaction that takes a second pooled connection for its query: with
+# pgx's default pool (4 connections on 2 cores) a few concurrent updates exhaust it and every request
+# hangs. A pool far larger than jobstream's client-side pools (maxPoolSize) rules that out.
 start_ferretdb() {
-  mkdir -p "$STATE_DIR/ferretdb/data" "$STATE_DIR/ferretdb/state"
-  launch ferretdb "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$STATE_DIR/ferretdb/data/" \
+  mkdir -p "$STATE_DIR/ferretdb/state"
+  launch ferretdb "$FERRETDB_BIN" --handler=postgresql \
+    --postgresql-url="postgres://ferretdb@127.0.0.1:$PG_PORT/ferretdb?pool_max_conns=150" \
     --listen-addr=127.0.0.1:27017 --state-dir="$STATE_DIR/ferretdb/state" --telemetry=disable \
-    --debug-addr=127.0.0.1:28088 --log-level=warn
+    --debug-addr=127.0.0.1:28088 --log-level=error
 }
 
 start_jaeger() {
@@ -102,6 +136,7 @@ start_prometheus() {
 start_service() {
   case "$1" in
     kafka-[123]) start_kafka "${1#kafka-}" ;;
+    postgres) start_postgres ;;
     ferretdb) start_ferretdb ;;
     jaeger) start_jaeger ;;
     prometheus) start_prometheus ;;
@@ -129,6 +164,7 @@ install_all() {
   "$HERE/install-kafka.sh" &
   local kafka_job=$!
   "$HERE/install-prometheus.sh"
+  "$HERE/install-postgres.sh"
   "$HERE/install-ferretdb.sh"
   "$HERE/install-jaeger.sh"
   wait "$kafka_job"
@@ -150,7 +186,7 @@ case "$cmd" in
     # Stop in parallel: brokers shutting down one by one would each wait for the others' quorum.
     for s in "${SERVICES[@]}"; do stop_service "$s" & done
     wait
-    rm -rf "$STATE_DIR"/kafka-* "$STATE_DIR/ferretdb" "$STATE_DIR/prometheus"
+    rm -rf "$STATE_DIR"/kafka-* "$STATE_DIR/postgres" "$STATE_DIR/ferretdb" "$STATE_DIR/prometheus"
     log "stopped; logs kept in $LOG_DIR"
     ;;
   status)

@@ -85,10 +85,6 @@ def test_anything_else_is_not_a_job_id(raw: str) -> None:
     assert_bad_request(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: JOB_ID uses `$` with .match(), and `$` also matches before a final newline",
-)
 def test_job_id_followed_by_a_newline_is_not_a_job_id() -> None:
     with pytest.raises(InvalidJob):
         job_id_from(JOB_ID + "\n")
@@ -187,10 +183,6 @@ def test_anything_else_is_not_an_operation_of_the_job(raw: str) -> None:
     assert_bad_request(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: str.isdigit() accepts non-ASCII digits; superscript two crashes int() (HTTP 500)",
-)
 @pytest.mark.parametrize(
     "raw",
     ["\u00b2", "\uff11", "\u0663", f"{JOB_ID}-\u00b2"],
@@ -287,10 +279,6 @@ def test_every_valid_page_and_size_is_read_back(page: int, size: int) -> None:
     assert page_from({"page": str(page), "size": str(size)}) == (page, size)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: str.isdigit() accepts non-ASCII digits; superscript two crashes int() (HTTP 500)",
-)
 @pytest.mark.parametrize(
     "query",
     [{"page": "\u00b2"}, {"size": "\u00b2"}, {"page": "\u0663"}, {"size": "\uff11"}],

@@ -267,10 +267,6 @@ def test_tab_inside_a_line_is_not_a_control_character() -> None:
     assert parse_body(b"1\t+\t2", "text/plain", LIMITS) == ["1\t+\t2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: str.splitlines() in _from_text treats these control characters as line breaks",
-)
 @pytest.mark.parametrize("separator", ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
 def test_text_line_with_a_line_breaking_control_character_is_an_invalid_job(
     separator: str,
