@@ -37,6 +37,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         topic_partitions=settings.partitions,
         consumer_auto_offset_reset="earliest",
+        # A worker that dies without leaving the group loses its partitions after this long.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         # A handler that raised must not be acknowledged (handlers retry themselves instead).
         stream_ack_exceptions=False,
         stream_wait_empty=True,

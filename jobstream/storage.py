@@ -244,6 +244,17 @@ class MongoRepository:
         return await _insert_new(self._results, docs)
 
     @_converted
+    async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]:
+        """The ids among these that still have a job document (in any status)."""
+        cursor = self._jobs.find({"_id": {"$in": list(job_ids)}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
+    @_converted
+    async def drop_results(self, job_ids: Iterable[str]) -> None:
+        """Delete the results of these (deleted) jobs."""
+        await self._results.delete_many({"job_id": {"$in": list(job_ids)}})
+
+    @_converted
     async def save_progress(self, progress: Sequence[Progress]) -> None:
         """Set jobs' counters (absolute values), completing those whose operations all ended."""
         now = utcnow()

@@ -4,7 +4,8 @@ One actor (Faust forbids table writes at concurrency > 1) takes batches of respo
 1. asks MongoDB which of the batch's jobs are still in progress (late results of deleted, cancelled
    or completed jobs are dropped, so nothing is resurrected);
 2. drops responses the progress table has already counted (at-least-once delivery duplicates);
-3. writes the new results onto their pending operations, then the jobs' absolute counters;
+3. stores the new results, then the jobs' absolute counters, and drops the results of a job
+   deleted meanwhile;
 4. only then updates the table, and acknowledges the batch.
 A crash anywhere before 4 re-delivers the batch, which the steps above make harmless.
 """
@@ -67,6 +68,12 @@ class ResultWriter:
         await self._repository.save_progress(
             [Progress(j, p.succeeded, p.failed, p.complete) for j, p in touched.items()]
         )
+        # A job deleted while this batch was being written must not keep the results just
+        # inserted: checking again *after* the insert covers every interleaving with the delete.
+        existing = await self._repository.existing_jobs(touched)
+        deleted = [job_id for job_id in touched if job_id not in existing]
+        if deleted:
+            await self._repository.drop_results(deleted)
         for job_id, progress in touched.items():
             key = job_id.encode()
             if progress.complete:

@@ -1,0 +1,40 @@
+"""Nothing lost: a worker killed with SIGKILL mid-job still leaves one result per operation."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Stack
+from helpers import eventually
+from test_jobs import generated_job
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+async def test_server_killed_mid_job_leaves_every_operation_with_one_result(
+    stack: Stack, database: object
+) -> None:
+    # Given a large job in flight
+    body, expected = generated_job(3000, seed=3000)
+    job_id = await stack.submit(body)
+
+    async def started() -> bool:
+        job = await stack.job(job_id)
+        return job["operations"]["succeeded"] > 0
+
+    await eventually(started, timeout=60, interval=0.05)
+    # When a server worker is killed without warning in the middle of it
+    stack.kill_worker("server-2")
+    try:
+        # Then the job still completes (the survivors take over; reconciliation re-publishes
+        # whatever the dead worker had taken but not answered)
+        job = await stack.wait_completed(job_id, timeout=180)
+    finally:
+        stack.start_worker("server-2")
+    assert job["operations"] == {"total": 3000, "succeeded": 3000, "failed": 0, "pending": 0}
+    operations = await stack.operations(job_id)
+    assert [op["result"] for op in operations] == expected
+    # And each operation has exactly one stored result
+    results = database["results"]  # type: ignore[index]
+    assert await results.count_documents({"job_id": job_id}) == 3000
+    indexes = await results.distinct("index", {"job_id": job_id})
+    assert sorted(indexes) == list(range(1, 3001))
