@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 INFRA := scripts/infra/infra.sh
 STAMP := $(VENV)/.installed
 
+DEV := scripts/dev.sh
+
 .PHONY: help install format lint test test-unit test-integration test-e2e infra-up infra-down infra-status \
-        bootstrap-topics
+        bootstrap-topics dev-start dev-stop dev-logs dev-status
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
@@ -42,12 +44,31 @@ infra-status: ## one line per local service
 bootstrap-topics: install ## create the topics (idempotent)
 	$(BIN)/python -m jobstream.bootstrap
 
+dev-start: infra-up ## the services, the topics, and 3 client (API on 8080-8082) + 3 server workers
+	$(DEV) start
+
+dev-stop: ## stop the six workers (the services keep running; `make infra-down` stops them)
+	$(DEV) stop
+
+dev-logs: ## follow the workers' logs
+	$(DEV) logs
+
+dev-status: ## one line per worker
+	$(DEV) status
+
 test-unit: install ## unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
-test: install ## install, start the services, lint, run the whole suite, stop the services (also on failure)
+test-integration: install ## integration tests (needs `make infra-up`)
+	$(BIN)/pytest tests/integration
+
+test-e2e: install ## end-to-end tests (needs `make infra-up`; starts and stops the workers)
+	$(BIN)/pytest tests/e2e
+
+test: install ## install, start the services, lint, run the whole suite, stop everything (also on failure)
 	$(MAKE) infra-up
 	@status=0; \
 	$(MAKE) lint && $(BIN)/pytest || status=$$?; \
+	$(DEV) stop; \
 	$(MAKE) infra-down; \
 	exit $$status

@@ -13,7 +13,7 @@ from jobstream.agents.reconcile import register_reconcile
 from jobstream.settings import Settings
 from jobstream.storage import MongoRepository
 from jobstream.tables import create_progress_table
-from jobstream.telemetry import setup_logging, setup_metrics
+from jobstream.telemetry import logging_config, setup_metrics, setup_tracing
 from jobstream.topics import declare_topics
 from jobstream.views.base import json_errors
 from jobstream.views.health import register_health
@@ -22,7 +22,7 @@ from jobstream.views.jobs import register_job_views
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app for the settings' role, with everything registered."""
-    setup_logging(settings)
+    setup_tracing(settings)
     app = faust.App(
         settings.app_id,
         broker=settings.faust_broker_url,
@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=True,
         web_application_options={"client_max_size": settings.max_body_bytes + 1},
         web_cors_options=None,
-        logging_config=None,
+        logging_config=logging_config(settings),
     )
     app.web.web_app.middlewares.append(json_errors)
     topics = declare_topics(app, settings)

@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from jobstream.errors import NotFound, StorageError
 from jobstream.models import Job, Operation, OperationResult, operation_id
+from jobstream.telemetry import tracer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +46,14 @@ class Progress:
     succeeded: int
     failed: int
     complete: bool
+
+
+@dataclass(frozen=True)
+class LiveJob:
+    """What the persisting agent needs of an in-progress job."""
+
+    total: int
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -74,14 +84,18 @@ class Repository(Protocol):
 
 
 def _converted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn driver errors into StorageError at the edge."""
+    """Turn driver errors into StorageError at the edge, in a span of its own."""
+
+    name = f"mongodb {fn.__name__}"
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except PyMongoError as exc:
-            raise StorageError(f"{fn.__name__}: {type(exc).__name__}: {exc}") from exc
+        with tracer.start_as_current_span(name, kind=SpanKind.CLIENT) as span:
+            try:
+                return await fn(*args, **kwargs)
+            except PyMongoError as exc:
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise StorageError(f"{fn.__name__}: {type(exc).__name__}: {exc}") from exc
 
     return wrapper
 
@@ -218,12 +232,21 @@ class MongoRepository:
         return job.total, [_operation(doc, results.get(doc["_id"])) for doc in operations]
 
     @_converted
-    async def live_jobs(self, job_ids: Iterable[str]) -> dict[str, int]:
-        """The in-progress jobs among these ids, with their totals."""
+    async def live_jobs(self, job_ids: Iterable[str]) -> dict[str, LiveJob]:
+        """The in-progress jobs among these ids."""
         cursor = self._jobs.find(
-            {"_id": {"$in": list(job_ids)}, "status": "in_progress"}, {"total": 1}
+            {"_id": {"$in": list(job_ids)}, "status": "in_progress"},
+            {"total": 1, "created_at": 1},
         )
-        return {doc["_id"]: doc["total"] async for doc in cursor}
+        return {doc["_id"]: LiveJob(doc["total"], doc["created_at"]) async for doc in cursor}
+
+    @_converted
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        """How many jobs there are in each status."""
+        return {
+            status: await self._jobs.count_documents({"status": status})
+            for status in ("in_progress", "completed")
+        }
 
     @_converted
     async def record_results(self, results: Sequence[OperationResult]) -> int:

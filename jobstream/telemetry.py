@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
-import sys
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +15,14 @@ import orjson
 from aiohttp import web as aioweb
 from faust.sensors import Sensor
 from faust.types import TP, Message
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from jobstream.settings import Settings
@@ -41,6 +50,8 @@ class Metrics:
     results_ignored: Counter
     results_duplicated: Counter
     republished: Counter
+    job_duration: Histogram
+    jobs_by_status: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -95,6 +106,18 @@ class Metrics:
                 "Operations re-published by reconciliation",
                 registry=r,
             ),
+            job_duration=Histogram(
+                "job_duration_seconds",
+                "Time from a job's creation to its last result",
+                buckets=JOB_BUCKETS,
+                registry=r,
+            ),
+            jobs_by_status=Gauge(
+                "jobs",
+                "Jobs by status (reported by the reconciliation leader)",
+                ["status"],
+                registry=r,
+            ),
         )
 
     def render(self) -> bytes:
@@ -117,14 +140,17 @@ class KafkaSensor(Sensor):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, service, worker, logger, message."""
+    """One JSON object per line: time, level, service, worker, logger, message, trace ids."""
 
-    def __init__(self, service: str, worker: str) -> None:
+    converter = time.gmtime  # times in UTC, as the trailing Z says
+
+    def __init__(self, service: str = "jobstream", worker: str = "") -> None:
         super().__init__()
         self._service = service
         self._worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line; inside a traced span it carries trace_id and span_id."""
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -133,10 +159,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for attribute in ("trace_id", "span_id"):
-            value = getattr(record, attribute, None)
-            if value:
-                entry[attribute] = value
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = f"{span.trace_id:032x}"
+            entry["span_id"] = f"{span.span_id:016x}"
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
@@ -147,13 +173,79 @@ def worker_name(settings: Settings) -> str:
     return f"{socket.gethostname()}:{settings.web_port}"
 
 
-def setup_logging(settings: Settings) -> None:
-    """JSON lines on stderr at the configured level."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(settings.service_name, worker_name(settings)))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
+def logging_config(settings: Settings) -> dict[str, Any]:
+    """The dictConfig Faust's worker applies at start: JSON lines on stderr."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": JsonFormatter,
+                "service": settings.service_name,
+                "worker": worker_name(settings),
+            }
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": settings.log_level, "handlers": ["stderr"]},
+    }
+
+
+# -- tracing ----------------------------------------------------------------------------------
+
+tracer = trace.get_tracer("jobstream")
+
+
+def setup_tracing(settings: Settings) -> None:
+    """A tracer provider exporting over OTLP; sampling follows OTEL_TRACES_SAMPLER(_ARG).
+
+    Without OTEL_TRACES_SAMPLER sampling is off, as in the original: new traces are not sampled,
+    but a caller's sampled W3C `traceparent` is still followed (parent-based).
+    """
+    sampler = None  # None: the SDK reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+    if not os.environ.get("OTEL_TRACES_SAMPLER"):
+        sampler = ParentBased(TraceIdRatioBased(0.0))
+    attributes = {"service.instance.id": worker_name(settings)}
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = settings.service_name
+    provider = TracerProvider(resource=Resource.create(attributes), sampler=sampler)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=1000))
+    trace.set_tracer_provider(provider)
+
+
+def trace_headers() -> dict[str, bytes] | None:
+    """W3C trace context of the current span as Kafka headers, or None when it is not sampled."""
+    if not trace.get_current_span().get_span_context().trace_flags.sampled:
+        return None  # nothing to continue downstream: save the bytes
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {key: value.encode() for key, value in carrier.items()}
+
+
+def context_from(headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> Context | None:
+    """The trace context carried by Kafka or HTTP headers, or None when there is none."""
+    if not headers:
+        return None
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    carrier = {
+        str(key).lower(): value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        for key, value in pairs
+    }
+    if "traceparent" not in carrier:
+        return None
+    return propagate.extract(carrier)
+
+
+def is_sampled(context: Context | None) -> bool:
+    """Whether a carried context belongs to a sampled trace."""
+    if context is None:
+        return False
+    return trace.get_current_span(context).get_span_context().trace_flags.sampled
 
 
 def setup_metrics(app: faust.App) -> Metrics:

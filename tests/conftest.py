@@ -344,3 +344,15 @@ async def mongo_db(mongo_client: AsyncMongoClient) -> AsyncIterator[AsyncDatabas
         yield mongo_client[name]
     finally:
         await mongo_client.drop_database(name)
+
+
+_ORDER = {"unit": 0, "integration": 1, "e2e": 2, "chaos": 3}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run unit, then integration, then end-to-end tests, whatever the file names' order.
+
+    Integration tests create and drop databases and indexes; FerretDB can deadlock when such
+    catalog changes race with the workers' writes, so they run before the workers start.
+    """
+    items.sort(key=lambda item: _ORDER.get(item.path.parent.name, len(_ORDER)))

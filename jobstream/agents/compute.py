@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 
 import faust
+from opentelemetry.trace import SpanKind
 
 from jobstream import expressions
 from jobstream.agents.delivery import dead_letter, send_durably
 from jobstream.errors import ExpressionError
 from jobstream.models import InvalidEvent, OperationRequest, OperationResult
 from jobstream.settings import Settings
-from jobstream.telemetry import Metrics
+from jobstream.telemetry import Metrics, context_from, tracer
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,21 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
     @app.agent(topics.requests, name="compute", concurrency=settings.compute_concurrency)
     async def compute(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            try:
-                request = OperationRequest.from_bytes(event.value)
-            except InvalidEvent as exc:
-                await dead_letter(topics, event, str(exc), metrics)
-                continue
-            with metrics.evaluation_seconds.time():
-                result = evaluate(request, limits)
-            metrics.operations.labels(outcome=result.status).inc()
-            await send_durably(
-                topics.responses, request.job_id.encode(), result.to_bytes(), metrics
-            )
+            with tracer.start_as_current_span(
+                f"process {event.message.topic}",
+                context=context_from(event.headers),
+                kind=SpanKind.CONSUMER,
+            ) as span:
+                try:
+                    request = OperationRequest.from_bytes(event.value)
+                except InvalidEvent as exc:
+                    await dead_letter(topics, event, str(exc), metrics)
+                    continue
+                span.set_attribute("jobstream.job_id", request.job_id)
+                span.set_attribute("jobstream.operation_index", request.index)
+                with tracer.start_as_current_span("evaluate"), metrics.evaluation_seconds.time():
+                    result = evaluate(request, limits)
+                metrics.operations.labels(outcome=result.status).inc()
+                await send_durably(
+                    topics.responses, request.job_id.encode(), result.to_bytes(), metrics
+                )

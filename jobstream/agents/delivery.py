@@ -10,8 +10,9 @@ from typing import TypeVar
 
 import faust
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 
-from jobstream.telemetry import Metrics
+from jobstream.telemetry import Metrics, trace_headers, tracer
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,23 @@ async def send_durably(
     Returning means the message is durable. Retrying may duplicate it: every consumer is idempotent.
     """
     name = topic.get_topic_name()
+    with tracer.start_as_current_span(f"publish {name}", kind=SpanKind.PRODUCER):
+        carried = {**(headers or {}), **(trace_headers() or {})}
+        await _send_until_acknowledged(topic, key, value, metrics, carried)
+
+
+async def _send_until_acknowledged(
+    topic: faust.TopicT,
+    key: bytes | None,
+    value: bytes,
+    metrics: Metrics,
+    headers: Mapping[str, bytes],
+) -> None:
+    name = topic.get_topic_name()
     backoff = 0.1
     while True:
         try:
-            pending = await topic.send(key=key, value=value, headers=headers)
+            pending = await topic.send(key=key, value=value, headers=headers or None)
             await pending
             metrics.messages_produced.labels(topic=name).inc()
             return
@@ -74,21 +88,32 @@ async def send_many_durably(
     The producer batches what is in flight; messages that fail are sent again until acknowledged.
     """
     name = topic.get_topic_name()
-    for chunk in _chunks(messages, window):
-        backoff = 0.1
-        while chunk:
-            futures = [await topic.send(key=key, value=value) for key, value in chunk]
-            outcomes = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [m for m, o in zip(chunk, outcomes, strict=True) if isinstance(o, Exception)]
-            metrics.messages_produced.labels(topic=name).inc(len(chunk) - len(failed))
-            if failed:
-                metrics.produce_errors.labels(topic=name).inc(len(failed))
-                log.warning(
-                    "%d messages to %s failed; retrying in %.1fs", len(failed), name, backoff
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
-            chunk = failed
+    with tracer.start_as_current_span(f"publish {name}", kind=SpanKind.PRODUCER):
+        headers = trace_headers()
+        for chunk in _chunks(messages, window):
+            await _send_chunk(topic, chunk, headers, metrics)
+
+
+async def _send_chunk(
+    topic: faust.TopicT,
+    chunk: list[tuple[bytes, bytes]],
+    headers: Mapping[str, bytes] | None,
+    metrics: Metrics,
+) -> None:
+    """Send a chunk at once (the producer batches it); resend what fails until all are acked."""
+    name = topic.get_topic_name()
+    backoff = 0.1
+    while chunk:
+        futures = [await topic.send(key=key, value=value, headers=headers) for key, value in chunk]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        failed = [m for m, o in zip(chunk, outcomes, strict=True) if isinstance(o, Exception)]
+        metrics.messages_produced.labels(topic=name).inc(len(chunk) - len(failed))
+        if failed:
+            metrics.produce_errors.labels(topic=name).inc(len(failed))
+            log.warning("%d messages to %s failed; retrying in %.1fs", len(failed), name, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+        chunk = failed
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -18,14 +18,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import faust
+from opentelemetry.trace import Span, SpanKind
 
 from jobstream.agents.delivery import MAX_BACKOFF, dead_letter
 from jobstream.errors import StorageError
 from jobstream.models import InvalidEvent, OperationResult
 from jobstream.settings import Settings
-from jobstream.storage import MongoRepository, Progress
+from jobstream.storage import MongoRepository, Progress, utcnow
 from jobstream.tables.progress import JobProgress
-from jobstream.telemetry import Metrics
+from jobstream.telemetry import Metrics, context_from, is_sampled, tracer
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class ResultWriter:
                     del self._table[key]
                 continue
             stored = self._table.get(key)
-            progress = JobProgress.decode(stored) if stored else JobProgress.new(live[job_id])
+            progress = JobProgress.decode(stored) if stored else JobProgress.new(live[job_id].total)
             for result in job_results:
                 if progress.record(result.index, result.status == "succeeded"):
                     fresh.append(result)
@@ -78,6 +79,8 @@ class ResultWriter:
             key = job_id.encode()
             if progress.complete:
                 self._metrics.jobs_completed.inc()
+                elapsed = (utcnow() - live[job_id].created_at).total_seconds()
+                self._metrics.job_duration.observe(max(elapsed, 0.0))
                 if key in self._table:
                     del self._table[key]
             else:
@@ -100,12 +103,22 @@ def register_persist(
         batches = stream.take_events(settings.persist_batch_size, settings.persist_batch_seconds)
         async for events in batches:
             results: list[OperationResult] = []
+            spans: list[Span] = []
             for event in events:
+                context = context_from(event.headers)
+                if is_sampled(context):  # a span per traced result; none at all otherwise
+                    spans.append(
+                        tracer.start_span(
+                            f"persist {event.message.topic}", context, kind=SpanKind.CONSUMER
+                        )
+                    )
                 try:
                     results.append(OperationResult.from_bytes(event.value))
                 except InvalidEvent as exc:
                     await dead_letter(topics, event, str(exc), metrics)
             await _until_stored(writer, results)
+            for span in spans:
+                span.end()
 
 
 async def _until_stored(writer: ResultWriter, results: list[OperationResult]) -> None:

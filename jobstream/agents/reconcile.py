@@ -46,6 +46,8 @@ class Reconciler:
         republished = 0
         for job in await self._repository.stalled_jobs(cutoff, JOBS_PER_TICK):
             republished += await self._reconcile(job)
+        for status, count in (await self._repository.count_jobs_by_status()).items():
+            self._metrics.jobs_by_status.labels(status=status).set(count)
         return republished
 
     async def _reconcile(self, job: Job) -> int:

@@ -8,9 +8,11 @@ from typing import Any
 
 import faust
 from aiohttp import web as aioweb
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from jobstream.errors import InvalidJob, NotFound, StorageError
-from jobstream.telemetry import Metrics
+from jobstream.telemetry import Metrics, context_from, tracer
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,15 @@ class JsonView(faust.web.View):
         """Run the handler, turning jobstream errors into JSON problems and timing the request."""
         started = time.perf_counter()
         method = request.method
+        span = tracer.start_span(
+            f"{method} {self.route}",
+            context=context_from(request.headers.items()),
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "http.route": self.route},
+        )
         try:
-            response = await super().dispatch(request)
+            with trace.use_span(span, end_on_exit=False):
+                response = await super().dispatch(request)
         except NotFound as exc:
             response = problem(404, "not_found", str(exc))
         except InvalidJob as exc:
@@ -43,6 +52,8 @@ class JsonView(faust.web.View):
         except Exception:
             log.exception("unhandled error in %s %s", method, request.path)
             response = problem(500, "internal", "internal error; it has been logged")
+        span.set_attribute("http.response.status_code", response.status)
+        span.end()
         self.metrics.http_requests.labels(self.route, method, str(response.status)).inc()
         self.metrics.http_seconds.labels(self.route, method).observe(time.perf_counter() - started)
         return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any
@@ -18,6 +19,8 @@ from jobstream.submission import SubmissionLimits, parse_body
 from jobstream.telemetry import Metrics
 from jobstream.topics import Topics
 from jobstream.views.base import JsonView
+
+log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 DEFAULT_PAGE_SIZE = 30
@@ -119,6 +122,7 @@ def register_job_views(
                 metrics,
             )
             metrics.jobs_created.inc()
+            log.info("job %s accepted with %d operations", job_id, total)
             return aioweb.json_response(
                 {"id": job.id, "created_operations": total, "status": job.status},
                 status=201,
