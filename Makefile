@@ -9,9 +9,15 @@ INFRA := scripts/infra/infra.sh
 STAMP := $(VENV)/.installed
 
 DEV := scripts/dev.sh
+COMPOSE ?= docker compose
+API_URL ?= http://127.0.0.1:8080
+CURL := curl -sS --fail-with-body -w '\n'
 
 .PHONY: help install format lint test test-unit test-integration test-e2e infra-up infra-down infra-status \
-        bootstrap-topics dev-start dev-stop dev-logs dev-status
+        bootstrap-topics dev-start dev-stop dev-logs dev-status docker-start docker-stop docker-logs \
+        docker-ps api-create-job-with-single-operation api-create-job-with-multiple-operations \
+        api-create-job-with-error-operation api-get-jobs api-get-job api-get-job-operations \
+        api-get-job-operation api-delete-job
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
@@ -72,3 +78,46 @@ test: install ## install, start the services, lint, run the whole suite, stop ev
 	$(DEV) stop; \
 	$(MAKE) infra-down; \
 	exit $$status
+
+# --- the compose stack (needs a Docker engine) ---------------------------------------------------
+
+docker-start: ## build the image and start everything with docker compose (about a minute)
+	$(COMPOSE) up -d --build --wait
+
+docker-stop: ## stop the compose stack (add `-v` by hand to drop its volumes)
+	$(COMPOSE) down
+
+docker-logs: ## follow the compose stack's logs
+	$(COMPOSE) logs -f
+
+docker-ps: ## the compose stack's containers
+	$(COMPOSE) ps
+
+# --- the API, against the compose stack or `make dev-start` (API_URL=...) ------------------------
+
+require-%:
+	@test -n "$($*)" || { echo "usage: make $(MAKECMDGOALS) $*=<id>" >&2; exit 2; }
+
+api-create-job-with-single-operation: ## POST operations-single.txt
+	@$(CURL) -X POST -H 'Content-Type: text/plain' --data-binary @operations-single.txt $(API_URL)/api/jobs
+
+api-create-job-with-multiple-operations: ## POST operations.txt (ten operations)
+	@$(CURL) -X POST -H 'Content-Type: text/plain' --data-binary @operations.txt $(API_URL)/api/jobs
+
+api-create-job-with-error-operation: ## POST operations-error.txt (accepted; its operation fails)
+	@$(CURL) -X POST -H 'Content-Type: text/plain' --data-binary @operations-error.txt $(API_URL)/api/jobs
+
+api-get-jobs: ## GET /api/jobs (PAGE=, SIZE= optional)
+	@$(CURL) '$(API_URL)/api/jobs?page=$(or $(PAGE),1)&size=$(or $(SIZE),30)'
+
+api-get-job: require-JOB_ID ## GET /api/jobs/JOB_ID
+	@$(CURL) $(API_URL)/api/jobs/$(JOB_ID)
+
+api-get-job-operations: require-JOB_ID ## GET /api/jobs/JOB_ID/operations (PAGE=, SIZE= optional)
+	@$(CURL) '$(API_URL)/api/jobs/$(JOB_ID)/operations?page=$(or $(PAGE),1)&size=$(or $(SIZE),30)'
+
+api-get-job-operation: require-JOB_ID require-OPERATION_ID ## GET one operation
+	@$(CURL) $(API_URL)/api/jobs/$(JOB_ID)/operations/$(OPERATION_ID)
+
+api-delete-job: require-JOB_ID ## DELETE /api/jobs/JOB_ID
+	@$(CURL) -X DELETE $(API_URL)/api/jobs/$(JOB_ID)
