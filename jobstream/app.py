@@ -18,6 +18,7 @@ from jobstream.topics import declare_topics
 from jobstream.views.base import json_errors
 from jobstream.views.health import register_health
 from jobstream.views.jobs import register_job_views
+from jobstream.views.openapi import register_openapi
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> faust.App:
     register_persist(app, topics, settings, repository, table, metrics)
     register_reconcile(app, topics, settings, repository, metrics)
     register_job_views(app, settings, repository, topics, metrics)
+    register_openapi(app, settings, metrics)
 
     return app
 
