@@ -6,7 +6,8 @@ JobstreamError
 │   ├── EvaluationError        a runtime error such as division by zero
 │   └── LimitExceeded          a bound on size, depth, exponent or result was crossed
 ├── InvalidJob                 a submitted job is rejected before it is stored (HTTP 4xx)
-│   └── JobTooLarge            the body, a line or the operation count is over its limit (HTTP 413)
+│   ├── JobTooLarge            the body, a line or the operation count is over its limit (413)
+│   └── UnsupportedMediaType   the body is neither text/plain nor application/json (415)
 ├── NotFound                   no such job or operation (HTTP 404)
 └── StorageError               the database failed or was unreachable (driver errors, converted)
 """
@@ -48,6 +49,12 @@ class JobTooLarge(InvalidJob):
     """The body, one of its lines or its operation count is over the configured limit."""
 
     status = 413
+
+
+class UnsupportedMediaType(InvalidJob):
+    """The body's content type is neither text/plain nor application/json."""
+
+    status = 415
 
 
 class NotFound(JobstreamError):

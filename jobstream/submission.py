@@ -10,17 +10,11 @@ from dataclasses import dataclass
 
 import orjson
 
-from jobstream.errors import InvalidJob, JobTooLarge
+from jobstream.errors import InvalidJob, JobTooLarge, UnsupportedMediaType
 
 TEXT = "text/plain"
 JSON = "application/json"
 SUPPORTED = (TEXT, JSON)
-
-
-class UnsupportedMediaType(InvalidJob):
-    """The body's content type is neither text/plain nor application/json."""
-
-    status = 415
 
 
 @dataclass(frozen=True)

@@ -34,30 +34,19 @@ async def send_durably(
     """
     name = topic.get_topic_name()
     with tracer.start_as_current_span(f"publish {name}", kind=SpanKind.PRODUCER):
-        carried = {**(headers or {}), **(trace_headers() or {})}
-        await _send_until_acknowledged(topic, key, value, metrics, carried)
-
-
-async def _send_until_acknowledged(
-    topic: faust.TopicT,
-    key: bytes | None,
-    value: bytes,
-    metrics: Metrics,
-    headers: Mapping[str, bytes],
-) -> None:
-    name = topic.get_topic_name()
-    backoff = 0.1
-    while True:
-        try:
-            pending = await topic.send(key=key, value=value, headers=headers or None)
-            await pending
-            metrics.messages_produced.labels(topic=name).inc()
-            return
-        except KafkaError as exc:
-            metrics.produce_errors.labels(topic=name).inc()
-            log.warning("publishing to %s failed (%s); retrying in %.1fs", name, exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+        carried = {**(headers or {}), **(trace_headers() or {})} or None
+        backoff = 0.1
+        while True:
+            try:
+                pending = await topic.send(key=key, value=value, headers=carried)
+                await pending
+                metrics.messages_produced.labels(topic=name).inc()
+                return
+            except KafkaError as exc:
+                metrics.produce_errors.labels(topic=name).inc()
+                log.warning("publishing to %s failed (%s); retrying in %.1fs", name, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
 
 
 async def dead_letter(topics: Topics, event: faust.EventT, reason: str, metrics: Metrics) -> None:

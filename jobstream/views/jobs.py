@@ -14,7 +14,7 @@ from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
 from jobstream.models import OperationRequest, operation_id
 from jobstream.settings import Settings
-from jobstream.storage import MongoRepository
+from jobstream.storage import Repository
 from jobstream.submission import SubmissionLimits, parse_body
 from jobstream.telemetry import Metrics
 from jobstream.topics import Topics
@@ -82,7 +82,7 @@ async def read_body(request: aioweb.Request, limit: int) -> bytes:
 def register_job_views(
     app: faust.App,
     settings: Settings,
-    repository: MongoRepository,
+    repository: Repository,
     topics: Topics,
     metrics: Metrics,
 ) -> None:
