@@ -324,8 +324,7 @@ class MongoRepository:
         doc = await self._jobs.find_one_and_update(
             {"_id": job_id, "status": "in_progress"},
             {"$set": {"updated_at": utcnow()}, "$inc": {"reconciliations": 1}},
-            projection={"reconciliations": 1},
-            return_document=True,
+            return_document=True,  # no projection: FerretDB rejects findAndModify's "fields"
         )
         return 0 if doc is None else int(doc.get("reconciliations", 0))
 

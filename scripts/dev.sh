@@ -27,15 +27,10 @@ start_one() {
   port="$(port_of "$name")"
   if is_running "$name"; then return 0; fi
   mkdir -p "$STATE_DIR/workers/$name"
-  (
-    cd "$REPO_ROOT"
-    JOBSTREAM_ROLE="$role" JOBSTREAM_WEB_PORT="$port" JOBSTREAM_WEB_HOST=127.0.0.1 \
-      JOBSTREAM_DATA_DIR="$STATE_DIR/workers/$name" \
-      OTEL_SERVICE_NAME="$role-application" \
-      setsid "$PYTHON" -m jobstream worker --loglevel "${JOBSTREAM_LOG_LEVEL:-info}" \
-      >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-    echo $! >"$PID_DIR/$name.pid"
-  )
+  (cd "$REPO_ROOT" && spawn_daemon "$LOG_DIR/$name.log" env JOBSTREAM_ROLE="$role" \
+    JOBSTREAM_WEB_PORT="$port" JOBSTREAM_WEB_HOST=127.0.0.1 \
+    JOBSTREAM_DATA_DIR="$STATE_DIR/workers/$name" OTEL_SERVICE_NAME="$role-application" \
+    "$PYTHON" -m jobstream worker --loglevel "${JOBSTREAM_LOG_LEVEL:-info}") >"$PID_DIR/$name.pid"
   log "started $name (pid $(pid_of "$name"), port $port, log $LOG_DIR/$name.log)"
 }
 

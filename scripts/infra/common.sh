@@ -21,6 +21,22 @@ JAEGER_BIN="$CACHE_DIR/jaeger-$JAEGER_VERSION/jaeger"
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 
+# Start a long-lived process in its own session, detached from the caller: stdin from /dev/null,
+# output appended to a log, and every other inherited descriptor closed (a daemon that kept, say,
+# the fd of a caller's `flock` would hold that lock for as long as it lives). Prints the pid.
+spawn_daemon() {
+  local logfile="$1"
+  shift
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd="${fd##*/}"
+      if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@" >>"$logfile" 2>&1 </dev/null
+  ) &
+  echo $!
+}
+
 # Build a Go program through a throwaway wrapper module (plain `go install` of these modules fails:
 # FerretDB misses its version file, Jaeger has a replace directive).
 go_build_tool() {

@@ -28,9 +28,8 @@ launch() { # name, command...: start in its own session so a Ctrl-C of make does
   local name="$1"
   shift
   if is_running "$name"; then return 0; fi
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  echo $! >"$PID_DIR/$name.pid"
-  log "started $name (pid $!, log $LOG_DIR/$name.log)"
+  spawn_daemon "$LOG_DIR/$name.log" "$@" >"$PID_DIR/$name.pid"
+  log "started $name (pid $(pid_of "$name"), log $LOG_DIR/$name.log)"
 }
 
 kafka_properties() {
@@ -186,7 +185,11 @@ case "$cmd" in
     # Stop in parallel: brokers shutting down one by one would each wait for the others' quorum.
     for s in "${SERVICES[@]}"; do stop_service "$s" & done
     wait
-    rm -rf "$STATE_DIR"/kafka-* "$STATE_DIR/postgres" "$STATE_DIR/ferretdb" "$STATE_DIR/prometheus"
+    for _ in 1 2 3; do # a process killed late may still be flushing into its directory
+      rm -rf "$STATE_DIR"/kafka-* "$STATE_DIR/postgres" "$STATE_DIR/ferretdb" \
+        "$STATE_DIR/prometheus" 2>/dev/null && break
+      sleep 1
+    done
     log "stopped; logs kept in $LOG_DIR"
     ;;
   status)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from conftest import Stack
 from helpers import eventually
 from test_jobs import generated_job
+
+from jobstream.storage import MongoRepository
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -38,3 +42,22 @@ async def test_server_killed_mid_job_leaves_every_operation_with_one_result(
     assert await results.count_documents({"job_id": job_id}) == 3000
     indexes = await results.distinct("index", {"job_id": job_id})
     assert sorted(indexes) == list(range(1, 3001))
+
+
+async def test_job_stored_but_never_published_is_completed_by_reconciliation(
+    stack: Stack, mongo_url: str
+) -> None:
+    # Given a job that was stored but whose requests were never published (as after a client
+    # crash between storing and publishing)
+    job_id = uuid.uuid4().hex
+    repository = MongoRepository.connect(mongo_url, "jobstream")
+    try:
+        await repository.create_job(job_id, ["2 + 2", "3 * 3", "1 / 0"])
+    finally:
+        await repository.close()
+    # When reconciliation notices it (JOBSTREAM_RECONCILE_AFTER is 6 s in the tests)
+    job = await stack.wait_completed(job_id, timeout=90)
+    # Then every operation ran once through the normal path
+    assert job["operations"] == {"total": 3, "succeeded": 2, "failed": 1, "pending": 0}
+    results = [op["result"] for op in await stack.operations(job_id)]
+    assert results == ["4", "9", None]

@@ -1,0 +1,120 @@
+"""The MongoDB repository against the real FerretDB: every query and write it makes is supported."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from pymongo.asynchronous.database import AsyncDatabase
+
+from jobstream.errors import NotFound
+from jobstream.models import OperationResult
+from jobstream.storage import MongoRepository, Progress, utcnow
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@pytest_asyncio.fixture
+async def repository(mongo_db: AsyncDatabase, mongo_url: str) -> AsyncIterator[MongoRepository]:
+    """A repository on a fresh database, with its indexes."""
+    repo = MongoRepository.connect(mongo_url, mongo_db.name)
+    await repo.ensure_indexes()
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+def result(job_id: str, index: int, value: str = "1", total: int = 3) -> OperationResult:
+    return OperationResult(job_id, index, total, "succeeded", result=value)
+
+
+async def test_created_job_reads_back_with_its_operations(repository: MongoRepository) -> None:
+    job = await repository.create_job("a" * 32, ["1 + 1", "2 * 3", "1 / 0"])
+    assert (job.status, job.total, job.pending) == ("in_progress", 3, 3)
+    assert await repository.get_job("a" * 32) == job
+    total, operations = await repository.list_operations("a" * 32, page=1, size=2)
+    assert total == 3
+    assert [(op.index, op.expression, op.status) for op in operations] == [
+        (1, "1 + 1", "pending"),
+        (2, "2 * 3", "pending"),
+    ]
+
+
+async def test_creating_the_same_job_twice_is_harmless(repository: MongoRepository) -> None:
+    await repository.create_job("b" * 32, ["1", "2"])
+    await repository.create_job("b" * 32, ["1", "2"])  # a retried request
+    total, operations = await repository.list_operations("b" * 32, page=1, size=10)
+    assert total == 2 and len(operations) == 2
+
+
+async def test_first_result_wins_and_duplicates_are_not_stored(
+    repository: MongoRepository,
+) -> None:
+    job_id = "c" * 32
+    await repository.create_job(job_id, ["1", "2", "3"])
+    assert await repository.record_results([result(job_id, 1, "1"), result(job_id, 2, "2")]) == 2
+    # a redelivered result, and a different one for an operation that already has one
+    assert await repository.record_results([result(job_id, 2, "2"), result(job_id, 1, "9")]) == 0
+    operation = await repository.get_operation(job_id, 1)
+    assert (operation.status, operation.result) == ("succeeded", "1")
+    pending = await repository.pending_operations(job_id)
+    assert [op.index for op in pending] == [3]
+
+
+async def test_progress_completes_a_job_once(repository: MongoRepository) -> None:
+    job_id = "d" * 32
+    job = await repository.create_job(job_id, ["1"])
+    assert (await repository.live_jobs([job_id]))[job_id].total == 1
+    await repository.save_progress([Progress(job_id, 1, 0, complete=True)])
+    done = await repository.get_job(job_id)
+    assert (done.status, done.succeeded, done.finished_at is not None) == ("completed", 1, True)
+    assert await repository.live_jobs([job_id]) == {}
+    # a late progress update never reopens or changes a completed job
+    await repository.save_progress([Progress(job_id, 0, 1, complete=False)])
+    assert await repository.get_job(job_id) == done
+    assert job.created_at == done.created_at
+
+
+async def test_deleted_job_is_gone_and_its_late_results_can_be_dropped(
+    repository: MongoRepository,
+) -> None:
+    job_id = "e" * 32
+    await repository.create_job(job_id, ["1", "2"])
+    await repository.delete_job(job_id)
+    with pytest.raises(NotFound):
+        await repository.get_job(job_id)
+    with pytest.raises(NotFound):
+        await repository.delete_job(job_id)
+    await repository.record_results([result(job_id, 1)])  # arrives after the delete
+    assert await repository.existing_jobs([job_id]) == set()
+    await repository.drop_results([job_id])
+    assert await repository.pending_operations(job_id) == []
+
+
+async def test_jobs_are_listed_newest_first(repository: MongoRepository) -> None:
+    for n in range(3):
+        await repository.create_job(f"{n:032x}", ["1"])
+    total, jobs = await repository.list_jobs(page=1, size=2)
+    assert total == 3
+    assert [job.id for job in jobs] == [f"{2:032x}", f"{1:032x}"]
+    _, rest = await repository.list_jobs(page=2, size=2)
+    assert [job.id for job in rest] == [f"{0:032x}"]
+
+
+async def test_reconciliation_queries(repository: MongoRepository) -> None:
+    job_id = "f" * 32
+    await repository.create_job(job_id, ["1", "2"])
+    await repository.record_results([OperationResult(job_id, 1, 2, "failed", error="x")])
+    # Given a job whose counters have not moved
+    stalled = await repository.stalled_jobs(utcnow() + timedelta(seconds=1), limit=10)
+    assert [job.id for job in stalled] == [job_id]
+    # Then its outcomes come from the results, and each reconciliation is counted
+    outcomes = await repository.count_outcomes(stalled[0])
+    assert (outcomes.succeeded, outcomes.failed, outcomes.pending) == (0, 1, 1)
+    assert await repository.note_reconciled(job_id) == 1
+    assert await repository.note_reconciled(job_id) == 2
+    assert await repository.stalled_jobs(utcnow() - timedelta(seconds=60), limit=10) == []
+    assert await repository.count_jobs_by_status() == {"in_progress": 1, "completed": 0}
