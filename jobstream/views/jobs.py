@@ -65,6 +65,11 @@ def page_from(query: Any) -> tuple[int, int]:
     return number("page", 1, 10**9), number("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
+def page_response(page: int, size: int, total: int, items: list[Any]) -> aioweb.Response:
+    """One page of a listing: `{"page", "size", "total", "items"}`."""
+    return aioweb.json_response({"page": page, "size": size, "total": total, "items": items})
+
+
 async def read_body(request: aioweb.Request, limit: int) -> bytes:
     """The request body, refusing (413) as soon as it is known to exceed the limit."""
     if request.content_length is not None and request.content_length > limit:
@@ -132,14 +137,7 @@ def register_job_views(
         async def get(self, request: aioweb.Request) -> aioweb.Response:
             page, size = page_from(request.query)
             total, jobs = await repository.list_jobs(page, size)
-            return aioweb.json_response(
-                {
-                    "page": page,
-                    "size": size,
-                    "total": total,
-                    "items": [job.to_json() for job in jobs],
-                }
-            )
+            return page_response(page, size, total, [job.to_json() for job in jobs])
 
     @app.page("/api/jobs/{job_id}")
     class OneJob(View):
@@ -160,14 +158,7 @@ def register_job_views(
         async def get(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
             page, size = page_from(request.query)
             total, operations = await repository.list_operations(job_id_from(job_id), page, size)
-            return aioweb.json_response(
-                {
-                    "page": page,
-                    "size": size,
-                    "total": total,
-                    "items": [op.to_json() for op in operations],
-                }
-            )
+            return page_response(page, size, total, [op.to_json() for op in operations])
 
     @app.page("/api/jobs/{job_id}/operations/{operation_id}")
     class OneOperation(View):

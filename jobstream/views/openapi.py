@@ -111,6 +111,21 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
 
 
 _NULLABLE_STRING = {"type": "string", "nullable": True}
+
+
+def _page_of(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["page", "size", "total", "items"],
+        "properties": {
+            "page": {"type": "integer"},
+            "size": {"type": "integer"},
+            "total": {"type": "integer"},
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+        },
+    }
+
+
 SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
@@ -162,26 +177,8 @@ SCHEMAS: dict[str, Any] = {
             "error": _NULLABLE_STRING,
         },
     },
-    "JobPage": {
-        "type": "object",
-        "required": ["page", "size", "total", "items"],
-        "properties": {
-            "page": {"type": "integer"},
-            "size": {"type": "integer"},
-            "total": {"type": "integer"},
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-        },
-    },
-    "OperationPage": {
-        "type": "object",
-        "required": ["page", "size", "total", "items"],
-        "properties": {
-            "page": {"type": "integer"},
-            "size": {"type": "integer"},
-            "total": {"type": "integer"},
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Operation"}},
-        },
-    },
+    "JobPage": _page_of("Job"),
+    "OperationPage": _page_of("Operation"),
     "Health": {
         "type": "object",
         "required": ["status", "role", "worker"],
