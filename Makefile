@@ -13,7 +13,7 @@ COMPOSE ?= docker compose
 API_URL ?= http://127.0.0.1:8080
 CURL := curl -sS --fail-with-body -w '\n'
 
-.PHONY: help install format lint test test-unit test-integration test-e2e infra-up infra-down infra-status \
+.PHONY: help install format lint test test-unit test-integration test-e2e test-chaos bench infra-up infra-down infra-status \
         bootstrap-topics dev-start dev-stop dev-logs dev-status docker-start docker-stop docker-logs \
         docker-ps api-create-job-with-single-operation api-create-job-with-multiple-operations \
         api-create-job-with-error-operation api-get-jobs api-get-job api-get-job-operations \
@@ -30,12 +30,12 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP) ## create .venv and install jobstream with its test extras (pinned)
 
 format: install ## format the code with ruff
-	$(BIN)/ruff format jobstream tests scripts
-	$(BIN)/ruff check --fix jobstream tests scripts
+	$(BIN)/ruff format jobstream tests scripts bench
+	$(BIN)/ruff check --fix jobstream tests scripts bench
 
 lint: install ## ruff format --check and ruff check
-	$(BIN)/ruff format --check jobstream tests scripts
-	$(BIN)/ruff check jobstream tests scripts
+	$(BIN)/ruff format --check jobstream tests scripts bench
+	$(BIN)/ruff check jobstream tests scripts bench
 
 infra-up: install ## install (cached) and start Kafka x3, FerretDB, Jaeger, Prometheus on 127.0.0.1
 	$(INFRA) up
@@ -70,6 +70,17 @@ test-integration: install ## integration tests (needs `make infra-up`)
 
 test-e2e: install ## end-to-end tests (needs `make infra-up`; starts and stops the workers)
 	$(BIN)/pytest tests/e2e
+
+test-chaos: install ## the fault-injection suite (kills workers and brokers; ~15 min); report in tests/chaos/report/
+	$(MAKE) infra-up
+	@status=0; \
+	$(BIN)/pytest -m chaos tests/chaos || status=$$?; \
+	$(DEV) stop; \
+	exit $$status
+
+bench: install ## the benchmark against the local stack; report in bench/results/
+	$(MAKE) infra-up
+	$(BIN)/python -m bench
 
 test: install ## install, start the services, lint, run the whole suite, stop everything (also on failure)
 	$(MAKE) infra-up

@@ -1,0 +1,310 @@
+"""`python -m bench [--quick]`: the whole benchmark against the running local stack.
+
+Needs `make infra-up` and `scripts/dev.sh start` (3 client + 3 server workers) first;
+`bench/run.sh` does both under the shared stack lock. Writes bench/results/report.md,
+results.json and, when matplotlib is installed, throughput.png and latency.png.
+`python -m bench --render bench/results/results.json` re-renders a report from saved results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import load, pgstat, profile, raw_limit, report
+from bench.lag import LagProbe
+from bench.stack import ROOT, Stack, check_health
+from jobstream.settings import Settings
+
+log = logging.getLogger("bench")
+
+RESULTS = ROOT / "bench" / "results"
+PROFILED = ["client-1", "server-1"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything to run (bounded in count and time)."""
+
+    mode: str
+    idle_seconds: float
+    warmup_seconds: float
+    raw_seconds: float
+    raw_relays: int
+    ops_per_job: int
+    throughput_probe_ops: float  # offered ops/s of the saturation probe (far above capacity)
+    throughput_fractions: list[float]
+    load_seconds: float
+    drain_timeout: float
+    probe_rate: float  # offered single-op jobs/s of the latency probe
+    probe_seconds: float
+    fractions: list[float]
+    latency_seconds: float
+    big_sizes: list[int]
+    big_timeouts: dict[int, float] = field(default_factory=dict)
+    profile_seconds: float = 10
+
+
+FULL = Plan(
+    mode="full",
+    idle_seconds=6,
+    warmup_seconds=4,
+    raw_seconds=20,
+    raw_relays=3,
+    ops_per_job=10,
+    throughput_probe_ops=5000,
+    throughput_fractions=[0.25, 0.5, 0.75, 1.0, 1.25],
+    load_seconds=10,
+    drain_timeout=60,
+    probe_rate=400,
+    probe_seconds=8,
+    fractions=[0.25, 0.5, 0.75, 0.9],
+    latency_seconds=10,
+    big_sizes=[1, 100, 10_000, 100_000],
+    big_timeouts={1: 30, 100: 30, 10_000: 120, 100_000: 300},
+    profile_seconds=10,
+)
+
+QUICK = Plan(
+    mode="quick",
+    idle_seconds=3,
+    warmup_seconds=2,
+    raw_seconds=8,
+    raw_relays=3,
+    ops_per_job=10,
+    throughput_probe_ops=5000,
+    throughput_fractions=[0.5, 1.0],
+    load_seconds=6,
+    drain_timeout=30,
+    probe_rate=400,
+    probe_seconds=5,
+    fractions=[0.5, 0.9],
+    latency_seconds=6,
+    big_sizes=[1, 100, 10_000],
+    big_timeouts={1: 30, 100: 30, 10_000: 90},
+    profile_seconds=6,
+)
+
+
+def machine_facts(mode: str) -> dict[str, Any]:
+    """Cores, CPU, memory, Python, date and commit."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        )
+    except (OSError, StopIteration, ValueError):
+        mem_kb = 0
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "mode": mode,
+        "cores": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Every section in turn; results are saved after each one, so a failure keeps the rest."""
+    started = time.monotonic()
+    results: dict[str, Any] = {"meta": machine_facts(plan.mode), "plan": asdict(plan)}
+    results["meta"]["charts"] = report.charts_available()
+    notes: list[str] = results.setdefault("notes", [])
+    connector = aiohttp.TCPConnector(limit=400, limit_per_host=0)
+    settings = Settings.from_env()
+    lag_probe = LagProbe(settings)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        missing = await check_health(session)
+        if missing:
+            raise SystemExit(
+                f"workers not answering /health: {', '.join(missing)}. Start the stack first: "
+                "`make infra-up && scripts/dev.sh start` (or bench/run.sh)."
+            )
+        await lag_probe.start()
+        results["meta"]["database"] = settings.mongo_database
+        results["meta"]["documents_at_start"] = {
+            name: values.get("n_live_tup")
+            for name, values in (await pgstat.snapshot(settings.mongo_database)).items()
+            if not name.startswith("_ferretdb")
+        }
+        stack = Stack(session)
+        phases = load.Phases(session, lag_probe, settings.mongo_database)
+        results["phases"] = phases.records
+
+        def save() -> None:
+            results["meta"]["duration_seconds"] = round(time.monotonic() - started, 1)
+            results["resources"] = {"processes": phases.processes()}
+            report.write(results, out_dir)
+
+        py_spy = profile.find_py_spy(args.py_spy)
+        if py_spy is None:
+            notes.append("no profile: py-spy not found (`--py-spy PATH`)")
+
+        def profiler(tag: str):  # type: ignore[no-untyped-def]
+            return lambda seconds: profile.record(
+                py_spy, PROFILED, seconds, out_dir / "profiles", tag=tag
+            )
+
+        try:
+            log.info("pipeline check and warm-up")
+            await load.warm_up(stack, plan.warmup_seconds, 200)
+            results["meta"]["lag_before_measuring"] = await load.settle(lag_probe)
+            async with phases.phase("idle (workers up, no load)"):
+                await asyncio.sleep(plan.idle_seconds)
+
+            if "raw" in args.sections:
+                log.info("raw limit: %d s of produce, %d relays", plan.raw_seconds, plan.raw_relays)
+                async with phases.phase("raw two-hop limit"):
+                    try:
+                        results["raw_limit"] = await raw_limit.measure(
+                            seconds=plan.raw_seconds, relays=plan.raw_relays
+                        )
+                    except (RuntimeError, TimeoutError, OSError) as exc:
+                        log.exception("raw limit failed")
+                        results["raw_limit"] = {"error": f"{type(exc).__name__}: {exc}"}
+                log.info("raw limit: %s msg/s", results["raw_limit"].get("msgs_per_s"))
+                save()
+
+            if "throughput" in args.sections:
+                results["throughput"] = await load.throughput_sweep(
+                    stack,
+                    phases,
+                    plan.ops_per_job,
+                    plan.throughput_probe_ops,
+                    plan.probe_seconds,
+                    plan.throughput_fractions,
+                    plan.load_seconds,
+                    plan.drain_timeout,
+                )
+                save()
+                sustained = results["throughput"]["sustained"]
+                if py_spy and sustained:
+                    log.info("profiling %s at %.0f ops/s", PROFILED, sustained)
+                    results.setdefault("profiles", []).append(
+                        await load.profiled_load(
+                            stack,
+                            phases,
+                            profiler("small-jobs"),
+                            sustained / plan.ops_per_job,
+                            plan.ops_per_job,
+                            plan.profile_seconds,
+                            plan.drain_timeout,
+                        )
+                    )
+                    save()
+
+            if "latency" in args.sections:
+                results["latency"] = await load.latency_sweep(
+                    stack,
+                    phases,
+                    plan.probe_rate,
+                    plan.probe_seconds,
+                    plan.fractions,
+                    plan.latency_seconds,
+                    plan.drain_timeout,
+                )
+                save()
+                capacity = results["latency"]["capacity_jobs_per_s"]
+                if py_spy and capacity:
+                    log.info("profiling %s at %.0f single-op jobs/s", PROFILED, capacity)
+                    results.setdefault("profiles", []).append(
+                        await load.profiled_load(
+                            stack,
+                            phases,
+                            profiler("single-op"),
+                            capacity,
+                            1,
+                            plan.profile_seconds,
+                            plan.drain_timeout,
+                        )
+                    )
+                    save()
+
+            if "big" in args.sections:
+                big_jobs: list[dict[str, Any]] = results.setdefault("big_jobs", [])
+                for n, size in enumerate(plan.big_sizes):
+                    timeout = plan.big_timeouts.get(size, 120)
+                    big_jobs.append(await load.big_job(stack, phases, size, timeout, n))
+                    save()
+                leftovers = [
+                    b["job_id"] for b in big_jobs if b.get("job_id") and b["operations"] > 100
+                ]
+                await load.delete_jobs(stack, leftovers)
+        except load.PipelineStuck as exc:
+            log.error("pipeline stuck: %s", exc)
+            notes.append(f"stopped early, pipeline stuck: {exc}")
+        finally:
+            save()
+            await lag_probe.stop()
+    return results
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a ~2-minute run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--sections",
+        default="raw,throughput,latency,big",
+        help="comma-separated subset of raw,throughput,latency,big",
+    )
+    parser.add_argument("--py-spy", default=None, help="path of py-spy (default: on PATH)")
+    parser.add_argument("--render", type=Path, help="re-render a report from a results.json")
+    args = parser.parse_args(argv)
+    args.sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    if args.render:
+        results = report.load(args.render)
+        results.setdefault("meta", {})["charts"] = report.charts_available()
+        for path in report.write(results, args.out):
+            print(path)
+        return 0
+    plan = QUICK if args.quick else FULL
+    results = asyncio.run(run(plan, args.out, args))
+    for target in results.get("targets", []):
+        status = {True: "met", False: "NOT MET", None: "not measured"}[target["ok"]]
+        print(f"{status:>12}  {target['target']}: {target['measured']}")
+    print(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

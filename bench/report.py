@@ -1,0 +1,842 @@
+"""Turn a results dict into `report.md`, `results.json` and (with matplotlib) two PNG charts.
+
+Everything but `write` and the plotting is pure: the unit tests render a fixed results dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.stats import ratio
+
+#: The issue's targets.
+THROUGHPUT_SHARE = 0.25
+P99_LIMIT_MS = 100.0
+BIG_JOB_SHARE = 0.80
+BIG_JOB_OPERATIONS = 100_000
+RSS_LIMIT_MB = 250.0
+
+DASH = "\u2013"
+
+GROUPS = {
+    "client workers": ("client-1", "client-2", "client-3"),
+    "server workers": ("server-1", "server-2", "server-3"),
+    "Kafka x3": ("kafka-1", "kafka-2", "kafka-3"),
+    "FerretDB + PostgreSQL": ("ferretdb", "postgres"),
+    "Jaeger + Prometheus": ("jaeger", "prometheus"),
+    "benchmark client": ("bench",),
+}
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    """A number for a table: thousands separators, fixed digits; a dash when missing."""
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def pct(value: float | None, digits: int = 0) -> str:
+    """A fraction as a percentage; a dash when missing."""
+    return DASH if value is None else f"{100 * value:.{digits}f} %"
+
+
+def table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
+    """A Markdown table (cells already formatted or formatted with `fmt`)."""
+    head = list(header)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    for row in rows:
+        cells = [c if isinstance(c, str) else fmt(c) for c in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --- targets ---------------------------------------------------------------------------------
+
+
+def _status(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def latency_at_half(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The latency point whose offered load is closest to half the single-op capacity."""
+    points = (results.get("latency") or {}).get("points") or []
+    if not points:
+        return None
+    return min(points, key=lambda p: abs(p.get("fraction", 0.0) - 0.5))
+
+
+def big_job(results: dict[str, Any], operations: int) -> dict[str, Any] | None:
+    """The big-job entry of that size, if it ran."""
+    return next(
+        (b for b in results.get("big_jobs") or [] if b.get("operations") == operations), None
+    )
+
+
+def worker_processes(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The six workers' process entries."""
+    processes = (results.get("resources") or {}).get("processes") or []
+    return [p for p in processes if p.get("kind") == "worker"]
+
+
+def throughput_ratio(results: dict[str, Any]) -> float | None:
+    """jobstream's sustained ops/s as a share of the raw pipeline's messages/s."""
+    sustained = (results.get("throughput") or {}).get("sustained")
+    raw = (results.get("raw_limit") or {}).get("msgs_per_s")
+    return ratio(sustained, raw)
+
+
+def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the issue: what it asks, what was measured, met or not (None: no data)."""
+    targets = []
+
+    share = throughput_ratio(results)
+    sustained = (results.get("throughput") or {}).get("sustained")
+    raw = (results.get("raw_limit") or {}).get("msgs_per_s")
+    targets.append(
+        {
+            "target": f"throughput ≥ {THROUGHPUT_SHARE:.0%} of the raw two-hop limit",
+            "measured": f"{fmt(sustained, 0)} ops/s = {pct(share, 1)} of {fmt(raw, 0)} msg/s",
+            "ok": None if share is None else share >= THROUGHPUT_SHARE,
+        }
+    )
+
+    point = latency_at_half(results)
+    p99 = None if point is None else point["latency_ms"].get("p99")
+    rate = None if point is None else point.get("offered_jobs_per_s")
+    capacity = (results.get("latency") or {}).get("capacity_jobs_per_s")
+    targets.append(
+        {
+            "target": f"p99 of single-op jobs < {P99_LIMIT_MS:g} ms at half the sustained rate",
+            "measured": f"p99 {fmt(p99, 0)} ms (to `finished_at`, a lower bound) at "
+            f"{fmt(rate, 1)} jobs/s (sustained {fmt(capacity, 1)} jobs/s)",
+            "ok": None if p99 is None else p99 < P99_LIMIT_MS,
+        }
+    )
+
+    big = big_job(results, BIG_JOB_OPERATIONS)
+    small = sustained
+    big_share = None if big is None else ratio(big.get("ops_per_s"), small)
+    if big is None:
+        measured, ok = "not run", None
+    elif not big.get("completed"):
+        done = big.get("done_operations")
+        measured = (
+            f"not completed within {fmt(big.get('timeout_seconds'), 0)} s "
+            f"({fmt(done)} of {BIG_JOB_OPERATIONS:,} done)"
+        )
+        ok = False
+    else:
+        measured = (
+            f"{fmt(big.get('total_seconds'), 1)} s, {fmt(big.get('ops_per_s'), 0)} ops/s = "
+            f"{pct(big_share)} of small jobs' {fmt(small, 0)} ops/s"
+        )
+        ok = big_share is not None and big_share >= BIG_JOB_SHARE
+    targets.append(
+        {
+            "target": f"a {BIG_JOB_OPERATIONS:,}-op job completes, at ≥ {BIG_JOB_SHARE:.0%} "
+            "of small jobs' throughput",
+            "measured": measured,
+            "ok": ok,
+        }
+    )
+
+    workers = worker_processes(results)
+    peak = max((w.get("peak_rss_mb") or 0.0 for w in workers), default=None)
+    worst = max(workers, key=lambda w: w.get("peak_rss_mb") or 0.0)["name"] if workers else None
+    targets.append(
+        {
+            "target": f"peak RSS per worker < {RSS_LIMIT_MB:g} MB",
+            "measured": f"max {fmt(peak, 0)} MB ({worst})" if workers else "not measured",
+            "ok": None if peak is None else peak < RSS_LIMIT_MB,
+        }
+    )
+    return targets
+
+
+# --- sections --------------------------------------------------------------------------------
+
+
+def _facts(meta: dict[str, Any]) -> str:
+    rows = [
+        ("date (UTC)", meta.get("date")),
+        ("commit", f"`{meta.get('commit')}`" + (" (dirty tree)" if meta.get("dirty") else "")),
+        ("mode", meta.get("mode")),
+        ("CPU cores", meta.get("cores")),
+        ("CPU", meta.get("cpu_model")),
+        ("memory", f"{fmt(meta.get('memory_gb'), 1)} GB"),
+        ("Python", meta.get("python")),
+        ("run time", f"{fmt(meta.get('duration_seconds'), 0)} s"),
+        ("database", f"`{meta.get('database', 'jobstream')}`"),
+        (
+            "documents already stored at start",
+            ", ".join(f"{k} {fmt(v)}" for k, v in (meta.get("documents_at_start") or {}).items())
+            or DASH,
+        ),
+    ]
+    return table(("fact", "value"), ((k, fmt(v) if not isinstance(v, str) else v) for k, v in rows))
+
+
+def _targets(results: dict[str, Any]) -> str:
+    rows = [(t["target"], t["measured"], _status(t["ok"])) for t in evaluate_targets(results)]
+    return table(("target (from the issue)", "measured", "status"), rows)
+
+
+def _main_table(results: dict[str, Any]) -> str:
+    """The headline figures in one table."""
+    raw = results.get("raw_limit") or {}
+    thr = results.get("throughput") or {}
+    lat = results.get("latency") or {}
+    point = latency_at_half(results)
+    big = big_job(results, BIG_JOB_OPERATIONS) or {}
+    workers = worker_processes(results)
+    rows = [
+        ("raw two-hop Kafka limit (aiokafka, acks=all)", f"{fmt(raw.get('msgs_per_s'), 0)} msg/s"),
+        (
+            f"jobstream sustained throughput ({thr.get('operations_per_job', '?')}-op jobs)",
+            f"{fmt(thr.get('sustained'), 0)} ops/s",
+        ),
+        ("jobstream / raw limit", pct(throughput_ratio(results), 1)),
+        ("single-op jobs sustained", f"{fmt(lat.get('capacity_jobs_per_s'), 1)} jobs/s"),
+        (
+            "single-op latency at half that rate (p50 / p95 / p99)",
+            DASH
+            if point is None
+            else " / ".join(fmt(point["latency_ms"].get(k), 0) for k in ("p50", "p95", "p99"))
+            + " ms",
+        ),
+        (
+            f"{BIG_JOB_OPERATIONS:,}-op job",
+            "not run"
+            if not big
+            else (
+                f"{fmt(big.get('total_seconds'), 1)} s ({fmt(big.get('ops_per_s'), 0)} ops/s)"
+                if big.get("completed")
+                else f"not completed in {fmt(big.get('timeout_seconds'), 0)} s"
+            ),
+        ),
+        (
+            "peak RSS, largest worker",
+            f"{fmt(max((w.get('peak_rss_mb') or 0.0 for w in workers), default=None), 0)} MB",
+        ),
+    ]
+    return table(("figure", "value"), rows)
+
+
+def _throughput(results: dict[str, Any]) -> str:
+    thr = results.get("throughput") or {}
+    raw = (results.get("raw_limit") or {}).get("msgs_per_s")
+    probe = thr.get("probe")
+    loads = ([probe] if probe else []) + (thr.get("loads") or [])
+    if not loads:
+        return "_not run_"
+    rows = [
+        (
+            "probe" if r is probe else pct(r.get("fraction")),
+            fmt(r["offered_ops_per_s"], 0),
+            fmt(r["submitted_ops_per_s"], 0),
+            fmt(r["completed_ops_per_s"], 0),
+            fmt(r.get("steady_ops_per_s"), 0),
+            pct(ratio(r["completed_ops_per_s"], raw), 1),
+            f"{r['completed']:,}/{r['accepted']:,}" + ("" if r.get("drained", True) else " ⚠"),
+            fmt(r["latency_ms"].get("p50"), 0),
+            fmt(r["latency_ms"].get("p99"), 0),
+            fmt(r["post_ms"].get("p50"), 0),
+            fmt(r["errors"]),
+        )
+        for r in loads
+    ]
+    head = (
+        "load (of probe)",
+        "offered ops/s",
+        "submitted ops/s",
+        "completed ops/s",
+        "steady ops/s",
+        "of raw limit",
+        "jobs done",
+        "job p50 ms",
+        "job p99 ms",
+        "POST p50 ms",
+        "errors",
+    )
+    return (
+        f"Jobs of {thr.get('operations_per_job')} operations. The *probe* offers far more than "
+        "the system takes (at most 64 POSTs in flight) for a few seconds; the loads after it are "
+        "open-loop arrivals at fractions of what the probe completed. *Completed* is end to end "
+        "(first scheduled submission → last `finished_at`, drain included); *steady* counts "
+        "completions inside the arrival window after its first fifth. *Sustained* = the best "
+        f"completed rate of a run whose jobs all completed: **{fmt(thr.get('sustained'), 0)} "
+        "ops/s**. ⚠ = some jobs never completed (stalled for 20 s: stuck or lost).\n\n"
+        + table(head, rows)
+    )
+
+
+def _raw(results: dict[str, Any]) -> str:
+    raw = results.get("raw_limit")
+    if not raw:
+        return "_not run_"
+    if raw.get("error"):
+        return f"_failed: {raw['error']}_"
+    sizes = raw.get("message_bytes") or {}
+    rows = [
+        ("end to end (produce → relay → sink)", f"{fmt(raw.get('msgs_per_s'), 0)} msg/s"),
+        ("steady (20 → 80 % delivered)", f"{fmt(raw.get('steady_msgs_per_s'), 0)} msg/s"),
+        ("first hop, produce alone", f"{fmt(raw.get('produce_msgs_per_s'), 0)} msg/s"),
+        ("messages", fmt(raw.get("messages"))),
+        ("relay processes (consumer group)", fmt(raw.get("relays"))),
+        (
+            "topics",
+            f"{raw.get('partitions')} partitions, RF {raw.get('replication_factor')}, "
+            f"min.insync {raw.get('min_insync_replicas')}, acks={raw.get('acks')}, "
+            f"linger {raw.get('linger_ms')} ms",
+        ),
+        (
+            "bytes per request / response (key + value)",
+            f"{fmt(sizes.get('request_key', 0) + sizes.get('request_value', 0), 0)} / "
+            f"{fmt(sizes.get('response_key', 0) + sizes.get('response_value', 0), 0)}",
+        ),
+    ]
+    return table(("raw pipeline", "value"), rows)
+
+
+def _latency(results: dict[str, Any]) -> str:
+    lat = results.get("latency") or {}
+    points = lat.get("points") or []
+    if not points:
+        return "_not run_"
+    probe = lat.get("probe") or {}
+    rows = [
+        (
+            "probe" if p is probe else pct(p.get("fraction")),
+            fmt(p["offered_jobs_per_s"], 1),
+            fmt(p["completed_ops_per_s"], 1),
+            f"{p['completed']:,}/{p['accepted']:,}" + ("" if p.get("drained", True) else " ⚠"),
+            fmt(p["latency_ms"].get("p50"), 0),
+            fmt(p["latency_ms"].get("p95"), 0),
+            fmt(p["latency_ms"].get("p99"), 0),
+            fmt(p["latency_ms"].get("max"), 0),
+            fmt(p["post_ms"].get("p50"), 0),
+            fmt(p["server_ms"].get("p50"), 0),
+            fmt(p["errors"]),
+        )
+        for p in ([probe] if probe else []) + points
+    ]
+    head = (
+        "load (of sustained)",
+        "offered jobs/s",
+        "completed jobs/s",
+        "jobs done",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "POST p50 ms",
+        "server p50 ms",
+        "errors",
+    )
+    return (
+        "Single-operation jobs. Latency is the job's `finished_at` minus its *scheduled* "
+        "submission time (no coordinated omission); *POST* is until the 201, *server* is "
+        "`created_at` → `finished_at`. The probe submits far above capacity (at most 64 POSTs "
+        "in flight) and defines the sustained rate. `finished_at` is stamped when the persist "
+        "agent *starts* writing a batch's counters, so it is a lower bound of when the API shows "
+        "the job completed; the traced *total* below (until the whole batch is written) is an "
+        "upper bound.\n\n" + table(head, rows) + _stages(points)
+    )
+
+
+def _stages(points: list[dict[str, Any]]) -> str:
+    """Per-stage latency (p50 / p95 ms) from the traced jobs of each load."""
+    traced = [p for p in points if (p.get("stages") or {}).get("breakdown")]
+    if not traced:
+        return ""
+    stages = [row["stage"] for row in traced[0]["stages"]["breakdown"]]
+    rows = []
+    for stage in stages:
+        cells = [stage]
+        for point in traced:
+            row = next(r for r in point["stages"]["breakdown"] if r["stage"] == stage)
+            cells.append(f"{fmt(row.get('p50'), 0)} / {fmt(row.get('p95'), 0)}")
+        rows.append(cells)
+    head = ["stage (ms, p50 / p95)"] + [
+        f"{pct(p.get('fraction'))} ({p['stages']['read']} traced)" for p in traced
+    ]
+    return (
+        "\n\n**Where the time goes.** A tenth of the jobs carried a sampled `traceparent`; their "
+        "spans, read back from Jaeger, split each job into consecutive stages (see "
+        "`bench/traces.py`). A negative hop means the consumer had the message before the "
+        "producer had its acknowledgement.\n\n" + table(head, rows)
+    )
+
+
+def _big(results: dict[str, Any], small: float | None) -> str:
+    jobs = results.get("big_jobs") or []
+    if not jobs:
+        return "_not run_"
+    rows = [
+        (
+            fmt(b["operations"]),
+            fmt(b.get("first_computed_by_seconds"), 1),
+            fmt(b.get("post_seconds"), 2),
+            fmt(b.get("computed_by_seconds"), 1),
+            fmt(b.get("responses_consumed_by_seconds"), 1),
+            fmt(b.get("total_seconds"), 2),
+            fmt(b.get("ops_per_s"), 0),
+            pct(ratio(b.get("ops_per_s"), small)),
+            fmt(b.get("completed"))
+            if b.get("completed")
+            else f"no ({fmt(b.get('done_operations'))} done)",
+        )
+        for b in jobs
+    ]
+    head = (
+        "operations",
+        "first computed s",
+        "POST (201) s",
+        "all computed s",
+        "all responses at persist s",
+        "completed s",
+        "ops/s",
+        "of small jobs'",
+        "completed",
+    )
+    return (
+        "One job at a time; every time is from the start of its POST. The POST stores every "
+        "operation in MongoDB and then publishes every request (acks=all) before answering "
+        "201, so *first computed* (a server evaluated its first operation) marks roughly the "
+        "end of the insert. *All computed* / *all responses at persist*: the servers' "
+        "`operations_evaluated_total` / the clients' responses consumed reached the job's size "
+        "(sampled every 0.5 s, for jobs of 10,000 operations and more).\n\n" + table(head, rows)
+    )
+
+
+def _processes(results: dict[str, Any]) -> str:
+    resources = results.get("resources") or {}
+    processes = resources.get("processes") or []
+    if not processes:
+        return "_not measured_"
+    wall = sum(p.get("wall_seconds", 0.0) for p in results.get("phases") or [])
+    rows = [
+        (
+            p["name"],
+            fmt(p.get("pid")),
+            fmt(p.get("cpu_seconds"), 1),
+            f"{100 * p['cpu_seconds'] / wall:.0f} %" if wall else DASH,
+            fmt(p.get("rss_mb"), 0),
+            fmt(p.get("peak_rss_mb"), 0),
+        )
+        for p in sorted(processes, key=lambda p: (p.get("kind") != "worker", p["name"]))
+    ]
+    return (
+        f"CPU seconds over all measured phases ({fmt(wall, 0)} s of wall time; "
+        "100 % = one core), RSS now and peak (`VmHWM`; for services summed over the process "
+        "tree).\n\n"
+        + table(("process", "pid", "CPU s", "CPU of one core", "RSS MB", "peak MB"), rows)
+    )
+
+
+def group_cpu(phase: dict[str, Any]) -> dict[str, float]:
+    """A phase's CPU percent (of one core) per process group."""
+    per = phase.get("cpu_percent") or {}
+    return {group: sum(per.get(n, 0.0) for n in names) for group, names in GROUPS.items()}
+
+
+REQUESTS_IN = "consumer_messages_received_total{topic=application.operation.request}"
+RESPONSES_IN = "consumer_messages_received_total{topic=application.operation.response}"
+POSTS = "http_request_duration_seconds_count{method=POST,route=/api/jobs}"
+
+
+def _peak(phase: dict[str, Any], hop: str) -> str:
+    peak = ((phase.get("lag") or {}).get("peak") or {}).get(hop)
+    return fmt(peak)
+
+
+def _phases(results: dict[str, Any]) -> str:
+    phases = results.get("phases") or []
+    if not phases:
+        return "_not measured_"
+    rows = []
+    for phase in phases:
+        groups = group_cpu(phase)
+        rows.append(
+            [phase["name"], fmt(phase.get("wall_seconds"), 1)]
+            + [f"{groups[g]:.0f}" for g in GROUPS]
+            + [f"{sum(groups.values()):.0f}", _peak(phase, "requests"), _peak(phase, "responses")]
+        )
+    cores = (results.get("meta") or {}).get("cores") or 0
+    work = []
+    for phase in phases:
+        counters = phase.get("counters") or {}
+
+        def get(worker: str, key: str, counters: dict[str, Any] = counters) -> str:
+            return fmt(int((counters.get(worker) or {}).get(key, 0)))
+
+        work.append(
+            [phase["name"]]
+            + [get(f"client-{n}", POSTS) for n in (1, 2, 3)]
+            + [get(f"server-{n}", REQUESTS_IN) for n in (1, 2, 3)]
+            + [get(f"client-{n}", RESPONSES_IN) for n in (1, 2, 3)]
+        )
+    return (
+        f"CPU % of one core per group during each phase; the machine has {cores} cores "
+        f"({100 * cores} %). *Lag* is the most messages seen waiting (end offset minus committed, "
+        "sampled every 2 s) in front of compute (requests) and of persist (responses).\n\n"
+        + table(
+            ["phase", "wall s", *GROUPS, "total", "peak lag requests", "peak lag responses"],
+            rows,
+        )
+        + "\n\nWork per worker and phase: POSTs answered by each client, requests consumed by "
+        "each server, responses consumed by each client. A worker at 0 while its peers work "
+        "holds partitions it does not fetch.\n\n"
+        + table(
+            ["phase"]
+            + [f"POSTs c{n}" for n in (1, 2, 3)]
+            + [f"requests s{n}" for n in (1, 2, 3)]
+            + [f"responses c{n}" for n in (1, 2, 3)],
+            work,
+        )
+    )
+
+
+def _profile_tables(name: str, profile: dict[str, Any]) -> str:
+    if "error" in profile:
+        return f"**{name}**: profiling failed: {str(profile['error'])[:200]}"
+    busy, idle = profile.get("samples") or 0, profile.get("idle_samples") or 0
+    packages = ", ".join(f"{p} {s:.0f} %" for p, s in profile.get("packages", [])[:8])
+    inclusive = [(f"`{f}`", f"{s:.1f} %") for f, s in profile.get("inclusive", [])[:12]]
+    own = [(f"`{f}`", f"{s:.1f} %") for f, s in profile.get("self", [])[:8]]
+    return (
+        f"**{name}**: {fmt(busy)} busy samples, {fmt(idle)} waiting "
+        f"(`profiles/{profile.get('file')}`). On the CPU by package: {packages or DASH}."
+        "\n\n"
+        + table(("on the stack (inclusive, busy samples)", "share"), inclusive)
+        + "\n\n"
+        + table(("on the CPU (self)", "share"), own)
+    )
+
+
+def _profiles(results: dict[str, Any]) -> str:
+    runs = results.get("profiles") or []
+    if not runs:
+        return (
+            "_No profile: py-spy was not found (`--py-spy PATH`, or py-spy on PATH, records "
+            "client-1 and server-1 in a phase of its own, at the sustained load)._"
+        )
+    parts = []
+    for run in runs:
+        load = run.get("load") or {}
+        parts.append(
+            f"### {run.get('phase')}\n\nSampled with py-spy (`--nonblocking`); samples whose "
+            "frame on the CPU is a wait (selector, lock, condition) are counted as waiting. "
+            f"{fmt(load.get('completed_ops_per_s'), 0)} ops/s completed meanwhile."
+        )
+        for name, profile in (run.get("workers") or {}).items():
+            parts.append(_profile_tables(name, profile))
+    return "\n\n".join(parts)
+
+
+EVALUATED = "operations_evaluated_total"
+
+
+def cost_per_operation(phase: dict[str, Any]) -> tuple[float, dict[str, float]] | None:
+    """(operations evaluated, CPU ms per operation per group) of a phase; None if idle."""
+    counters = phase.get("counters") or {}
+    evaluated = sum(
+        v for values in counters.values() for k, v in values.items() if k.startswith(EVALUATED)
+    )
+    if evaluated < 50:
+        return None
+    cpu = phase.get("cpu_seconds") or {}
+    return evaluated, {
+        group: 1000 * sum(cpu.get(n, 0.0) for n in names) / evaluated
+        for group, names in GROUPS.items()
+    }
+
+
+def _costs(results: dict[str, Any]) -> str:
+    rows = []
+    for phase in results.get("phases") or []:
+        cost = cost_per_operation(phase)
+        if cost is None:
+            continue
+        evaluated, per = cost
+        rows.append(
+            [phase["name"], fmt(int(evaluated))]
+            + [fmt(per[g], 2) for g in GROUPS]
+            + [fmt(sum(per.values()), 2)]
+        )
+    if not rows:
+        return "_not measured_"
+    return (
+        "CPU milliseconds spent per operation computed in the phase, by group (the machine "
+        "offers 2,000 CPU ms per second on 2 cores; whatever is idle in a phase is charged to "
+        "its operations too, so light phases look dearer).\n\n"
+        + table(["phase", "operations", *GROUPS, "total"], rows)
+    )
+
+
+def _mean_of(phase: dict[str, Any], histogram: str) -> float | None:
+    """Mean of a histogram over a phase, from its _sum and _count deltas (all workers)."""
+    counters = phase.get("counters") or {}
+    sums = counts = 0.0
+    for values in counters.values():
+        for key, value in values.items():
+            if key.startswith(histogram + "_sum"):
+                sums += value
+            elif key.startswith(histogram + "_count"):
+                counts += value
+    return sums / counts if counts else None
+
+
+def _postgres(results: dict[str, Any]) -> str:
+    rows = []
+    for phase in results.get("phases") or []:
+        tables = phase.get("postgres") or {}
+        cost = cost_per_operation(phase)
+        if not tables or cost is None:
+            continue
+        evaluated = cost[0]
+        jobs = tables.get("jobs", {})
+        scanned = sum(t.get("seq_tup_read", 0) for t in tables.values())
+        rows.append(
+            [
+                phase["name"],
+                fmt(int(evaluated)),
+                fmt(jobs.get("seq_scan", 0)),
+                fmt(jobs.get("seq_tup_read", 0)),
+                fmt(sum(t.get("idx_scan", 0) for t in tables.values())),
+                fmt(sum(t.get("n_tup_ins", 0) for t in tables.values())),
+                fmt(sum(t.get("n_tup_upd", 0) for t in tables.values())),
+                fmt(scanned / evaluated, 0),
+            ]
+        )
+    if not rows:
+        return "_not measured (psql not found)_"
+    return (
+        "PostgreSQL's own counters (`pg_stat_user_tables`) for the tables FerretDB keeps the "
+        "collections in, per phase: sequential scans of `jobs` and the rows they read, index "
+        "scans, rows inserted and updated, all tables; and rows read by sequential scans per "
+        "operation. Rows read per operation far above 1 mean queries that FerretDB does not push "
+        "down to an index and answers by reading whole collections.\n\n"
+        + table(
+            (
+                "phase",
+                "operations",
+                "seq scans of jobs",
+                "rows read by them",
+                "index scans",
+                "rows inserted",
+                "rows updated",
+                "seq-scanned rows per operation",
+            ),
+            rows,
+        )
+    )
+
+
+def observations(results: dict[str, Any]) -> list[str]:
+    """Plain facts drawn from the figures (no judgement beyond thresholds stated inline)."""
+    out: list[str] = []
+    phases = results.get("phases") or []
+    cores = (results.get("meta") or {}).get("cores") or 0
+    idle = next((p for p in phases if p["name"].startswith("idle")), None)
+    if idle:
+        groups = group_cpu(idle)
+        out.append(
+            "With no load, the stack already uses "
+            + ", ".join(f"{g} {v:.0f} %" for g, v in groups.items() if v >= 2)
+            + f" of a core (total {sum(groups.values()):.0f} %)."
+        )
+    busy = [p for p in phases if cost_per_operation(p)]
+    if busy and cores:
+        hot = [p for p in busy if sum(group_cpu(p).values()) >= 85 * cores]
+        if hot:
+            out.append(
+                f"{len(hot)} of {len(busy)} loaded phases used ≥ 85 % of all {cores} cores: "
+                "the machine is CPU-bound, so every component's CPU per operation is what "
+                "limits throughput."
+            )
+        worst = max(busy, key=lambda p: cost_per_operation(p)[0])  # type: ignore[index]
+        _, per = cost_per_operation(worst)  # type: ignore[misc]
+        ranked = sorted(per.items(), key=lambda kv: -kv[1])
+        out.append(
+            f"In `{worst['name']}` (most operations), CPU per operation: "
+            + ", ".join(f"{g} {v:.2f} ms" for g, v in ranked if v >= 0.05)
+            + "."
+        )
+        evaluation = _mean_of(worst, "operation_evaluation_seconds")
+        servers = per.get("server workers")
+        if evaluation is not None and servers:
+            out.append(
+                f"Evaluating an expression takes {1e6 * evaluation:.0f} µs on average "
+                "(`operation_evaluation_seconds`, wall clock, so inflated by CPU contention), "
+                f"at most {100 * evaluation * 1000 / servers:.0f} % of the {servers:.2f} ms of "
+                "server-worker CPU per operation: the rest is consuming, publishing and "
+                "acknowledging."
+            )
+    for phase in phases:
+        counters = phase.get("counters") or {}
+        got = {n: (counters.get(f"server-{n}") or {}).get(REQUESTS_IN, 0.0) for n in (1, 2, 3)}
+        if sum(got.values()) >= 300 and min(got.values()) == 0:
+            idle_servers = [f"server-{n}" for n, v in got.items() if v == 0]
+            out.append(
+                f"In `{phase['name']}`, {', '.join(idle_servers)} consumed no request while "
+                "the others did: its partitions were not being fetched (operations there wait "
+                "for a rebalance or for reconciliation)."
+            )
+    scans = []
+    for phase in phases:
+        jobs = (phase.get("postgres") or {}).get("jobs") or {}
+        cost = cost_per_operation(phase)
+        if cost and jobs.get("seq_scan"):
+            scans.append((jobs["seq_tup_read"] / cost[0], jobs["seq_scan"] / cost[0], phase))
+    if scans:
+        per_op, scans_per_op, phase = max(scans, key=lambda x: x[0])
+        out.append(
+            f"PostgreSQL read {per_op:,.0f} rows of `jobs` by sequential scans per operation in "
+            f"`{phase['name']}` ({scans_per_op:.2f} full scans per operation): FerretDB answers "
+            "some query on `jobs` by reading the whole collection, so its cost grows with the "
+            "number of jobs stored."
+        )
+    stuck = [
+        r["phase"]
+        for r in ((results.get("throughput") or {}).get("loads") or [])
+        + ((results.get("latency") or {}).get("points") or [])
+        if not r.get("drained", True)
+    ]
+    if stuck:
+        out.append(f"Jobs never completed (stalled ≥ 20 s) in: {', '.join(stuck)}.")
+    return out
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The whole report as Markdown."""
+    meta = results.get("meta") or {}
+    small = (results.get("throughput") or {}).get("sustained")
+    charts = ""
+    if meta.get("charts"):
+        charts = "\n![throughput](throughput.png)\n\n![latency](latency.png)\n"
+    elif "charts" in meta:
+        charts = "\n_Charts not drawn: matplotlib is not installed._\n"
+    notes = results.get("notes") or []
+    sections = [
+        "# jobstream benchmark",
+        "Generated by `python -m bench`"
+        + (" --quick" if meta.get("mode") == "quick" else "")
+        + " against the local stack (3 client + 3 server workers, Kafka x3, FerretDB on "
+        "PostgreSQL), everything on one machine over loopback.",
+        "## Machine and run\n\n" + _facts(meta),
+        "## Headline\n\n" + _main_table(results),
+        "## Targets\n\n" + _targets(results),
+        "## Observations\n\n" + ("\n".join(f"- {o}" for o in observations(results)) or "_none_"),
+        "## Throughput vs offered load\n\n" + _throughput(results) + "\n" + charts,
+        "## The limit: raw two-hop pipeline on the same cluster\n\n" + _raw(results),
+        "## Latency of single-operation jobs\n\n" + _latency(results),
+        "## Big jobs\n\n" + _big(results, small),
+        "## CPU and memory per process\n\n" + _processes(results),
+        "## Where the CPU went, per phase\n\n" + _phases(results),
+        "## CPU per operation\n\n" + _costs(results),
+        "## PostgreSQL behind FerretDB\n\n" + _postgres(results),
+        "## Profiles\n\n" + _profiles(results),
+    ]
+    if notes:
+        sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes))
+    return "\n\n".join(sections) + "\n"
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """throughput.png and latency.png; [] when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    written = []
+    loads = (results.get("throughput") or {}).get("loads") or []
+    raw = (results.get("raw_limit") or {}).get("msgs_per_s")
+    if loads:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        offered = [r["offered_ops_per_s"] for r in loads]
+        ax.plot(offered, [r["completed_ops_per_s"] or 0 for r in loads], "o-", label="completed")
+        ax.plot(offered, offered, ":", color="grey", label="offered = completed")
+        if raw:
+            ax.axhline(raw, color="red", linestyle="--", label=f"raw limit {raw:,.0f} msg/s")
+            target = f"target {THROUGHPUT_SHARE:.0%} of raw"
+            ax.axhline(THROUGHPUT_SHARE * raw, color="orange", linestyle="--", label=target)
+        ax.set_xlabel("offered load (operations/s)")
+        ax.set_ylabel("throughput (operations/s)")
+        ax.set_title("jobstream throughput vs offered load")
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+        path = out_dir / "throughput.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    points = (results.get("latency") or {}).get("points") or []
+    if points:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        offered = [p["offered_jobs_per_s"] for p in points]
+        for key in ("p50", "p95", "p99"):
+            ax.plot(offered, [p["latency_ms"].get(key) or 0 for p in points], "o-", label=key)
+        ax.axhline(P99_LIMIT_MS, color="red", linestyle="--", label="p99 target")
+        ax.set_xlabel("offered load (single-op jobs/s)")
+        ax.set_ylabel("submitted → completed (ms)")
+        ax.set_yscale("log")
+        ax.set_title("single-operation job latency")
+        ax.legend()
+        ax.grid(True, alpha=0.3, which="both")
+        path = out_dir / "latency.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def charts_available() -> bool:
+    """Whether matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write results.json, the charts when possible, and report.md; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results.setdefault("meta", {})["charts"] = bool(plot(results, out_dir))
+    results["targets"] = evaluate_targets(results)
+    json_path = out_dir / "results.json"
+    json_path.write_bytes(
+        orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    )
+    md_path = out_dir / "report.md"
+    md_path.write_text(render_markdown(results))
+    paths = [md_path, json_path]
+    if results["meta"]["charts"]:
+        paths += [out_dir / "throughput.png", out_dir / "latency.png"]
+    return paths
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A results.json written by `write`."""
+    return orjson.loads(path.read_bytes())
