@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -32,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import murmur2
 from helpers import eventually
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
@@ -683,6 +687,91 @@ def _counters(doc: dict[str, Any]) -> str:
     return f"total={doc['total']} succeeded={doc['succeeded']} failed={doc['failed']}"
 
 
+# --- diagnostics when a scenario does not settle --------------------------------------------------
+
+CLIENT_GROUP = os.environ.get("JOBSTREAM_CLIENT_GROUP", "operation-response-group")
+SERVER_GROUP = os.environ.get("JOBSTREAM_SERVER_GROUP", "operation-request-group")
+
+
+def response_partition(job_id: str, partitions: int = 60) -> int:
+    """The response-topic partition of a job (key = job id, Kafka's default murmur2 partitioner)."""
+    return (murmur2(job_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+async def group_lag(group: str, topic: str) -> dict[int, tuple[int, int]]:
+    """partition -> (committed offset, end offset) of a consumer group on a topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BROKERS, request_timeout_ms=10_000)
+    consumer = AIOKafkaConsumer(bootstrap_servers=BROKERS, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not tps:
+            await consumer.topics()
+            tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        ends = await consumer.end_offsets(tps)
+        return {
+            tp.partition: (
+                committed[tp].offset if tp in committed else -1,
+                ends[tp],
+            )
+            for tp in tps
+        }
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def last_assignments(topic: str) -> dict[str, list[int]]:
+    """Each client's latest assignment of `topic`, from its log ("Setting newly assigned ...")."""
+    owners: dict[str, list[int]] = {}
+    pattern = re.compile(rf"topic='{re.escape(topic)}', partition=(\d+)")
+    for worker in CLIENTS:
+        path = LOG_DIR / f"{worker}.log"
+        if not path.exists():
+            continue
+        last = None
+        with path.open(errors="replace") as handle:
+            for line in handle:
+                if "Setting newly assigned partitions" in line:
+                    last = line
+        if last is not None:
+            owners[worker] = sorted(int(p) for p in pattern.findall(last))
+    return owners
+
+
+async def stall_diagnostics(jobs: Iterable[str], db: AsyncDatabase) -> dict[str, Any]:
+    """Where the unfinished jobs' results are stuck: their response partitions, who owns them,
+    and the client group's committed offset against the end offset, twice, 10 s apart."""
+    unfinished = [
+        d["_id"]
+        async for d in db["jobs"].find(
+            {"_id": {"$in": list(jobs)}, "status": {"$ne": "completed"}}, {"_id": 1}
+        )
+    ]
+    partitions = sorted({response_partition(j) for j in unfinished})
+    first = await group_lag(CLIENT_GROUP, RESPONSE_TOPIC)
+    await asyncio.sleep(10)
+    second = await group_lag(CLIENT_GROUP, RESPONSE_TOPIC)
+    owners = last_assignments(RESPONSE_TOPIC)
+    lagging = {
+        p: {"committed": second[p][0], "end": second[p][1], "committed_10s_before": first[p][0]}
+        for p in sorted(second)
+        if second[p][1] - second[p][0] > 0
+    }
+    return {
+        "unfinished_jobs": unfinished[:10],
+        "their_response_partitions": partitions,
+        "owners": {p: [w for w, parts in owners.items() if p in parts] for p in partitions},
+        "response_partitions_with_lag": lagging,
+        "request_lag_total": sum(
+            max(end - committed, 0)
+            for committed, end in (await group_lag(SERVER_GROUP, REQUEST_TOPIC)).values()
+        ),
+    }
+
+
 # --- a scenario ----------------------------------------------------------------------------------
 
 Fault = Callable[[Load], Awaitable[dict[str, Any]]]
@@ -744,6 +833,13 @@ async def run_scenario(
         else f"NOT quiescent after {quiesce_timeout:.0f} s; checking what there is"
     )
     await watch.stop()
+    diagnostics = None
+    if quiesced is None:
+        try:
+            diagnostics = await stall_diagnostics(in_scope, system.db)
+        except Exception as exc:  # diagnostics must not hide the failure itself
+            diagnostics = {"error": f"{type(exc).__name__}: {exc}"}
+        log(f"diagnostics: {json.dumps(diagnostics)}")
     await wait_settled(system)
     after = system.sampler.snapshot()
 
@@ -803,6 +899,8 @@ async def run_scenario(
         problems += await extra(record)
     record["passed"] = not problems
     record["problems"] = problems[:40]
+    if diagnostics is not None:
+        record["stall_diagnostics"] = diagnostics
     if watch.regressions:
         record["counter_regression_examples"] = dict(list(watch.regressions.items())[:5])
     RECORDS.append(record)

@@ -26,6 +26,7 @@ from chaoslib import (
     log,
     pipeline_ready,
     run_script,
+    wait_settled,
     write_report,
 )
 from pymongo import AsyncMongoClient
@@ -83,6 +84,7 @@ async def system(service_checker: Any, mongo_url: str) -> AsyncIterator[System]:
         await run_script(DEV, "start", timeout=240)
         await pipeline_ready(s)
         await s.sampler.start()
+        await wait_settled(s, timeout=90)  # what an earlier run left in the topics is consumed
         yield s
     finally:
         await s.sampler.stop()

@@ -95,7 +95,7 @@ def log_lines_since(sizes: dict[str, int]) -> list[str]:
                     entry = json.loads(raw)
                 except ValueError:
                     continue
-                if isinstance(entry, dict) and entry.get("level") == "ERROR":
+                if isinstance(entry, dict) and str(entry.get("level", "")).lower() == "error":
                     messages.append(str(entry.get("message", "")))
     return messages
 
