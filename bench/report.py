@@ -629,7 +629,9 @@ def _postgres(results: dict[str, Any]) -> str:
         "collections in, per phase: sequential scans of `jobs` and the rows they read, index "
         "scans, rows inserted and updated, all tables; and rows read by sequential scans per "
         "operation. Rows read per operation far above 1 mean queries that FerretDB does not push "
-        "down to an index and answers by reading whole collections.\n\n"
+        "down to an index and answers by reading whole collections. PostgreSQL publishes an idle "
+        "connection's counters up to 10 s late, so a phase's figures hold some of the previous "
+        "phase's.\n\n"
         + table(
             (
                 "phase",

@@ -957,16 +957,18 @@ SCENARIO_ORDER = [
 
 
 def write_report(records: list[dict[str, Any]], directory: Path = REPORT_DIR) -> None:
-    """Merge this session's records into chaos-report.json (latest run of each scenario wins) and
-    write chaos-report.md from all of them."""
+    """Merge this session's records into chaos-report.json (latest run of each scenario wins),
+    append them to chaos-history.jsonl, and write chaos-report.md from the merged set."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "chaos-report.json"
     merged: dict[str, dict[str, Any]] = {}
     if path.exists():
         with contextlib.suppress(ValueError, KeyError, TypeError):
             merged = {r["scenario"]: r for r in json.loads(path.read_text())["scenarios"]}
-    for r in records:
-        merged[r["scenario"]] = r
+    with (directory / "chaos-history.jsonl").open("a") as history:  # every run, kept
+        for r in records:
+            merged[r["scenario"]] = r
+            history.write(json.dumps(r) + "\n")
     order = {name: n for n, name in enumerate(SCENARIO_ORDER)}
     ordered = sorted(merged.values(), key=lambda r: (order.get(r["scenario"], 99), r["scenario"]))
     path.write_text(json.dumps({"scenarios": ordered}, indent=2, sort_keys=False) + "\n")
