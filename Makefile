@@ -13,7 +13,7 @@ COMPOSE ?= docker compose
 API_URL ?= http://127.0.0.1:8080
 CURL := curl -sS --fail-with-body -w '\n'
 
-.PHONY: help install format lint test test-unit test-integration test-e2e test-chaos bench infra-up infra-down infra-status \
+.PHONY: help install format lint test test-unit test-integration test-e2e test-chaos bench bench-quick infra-up infra-down infra-status \
         bootstrap-topics dev-start dev-stop dev-logs dev-status docker-start docker-stop docker-logs \
         docker-ps api-create-job-with-single-operation api-create-job-with-multiple-operations \
         api-create-job-with-error-operation api-get-jobs api-get-job api-get-job-operations \
@@ -78,9 +78,11 @@ test-chaos: install ## the fault-injection suite (kills workers and brokers; ~15
 	$(DEV) stop; \
 	exit $$status
 
-bench: install ## the benchmark against the local stack; report in bench/results/
-	$(MAKE) infra-up
-	$(BIN)/python -m bench
+bench: install ## the benchmark: stack lock, fresh database, 3+3 workers; report in bench/results/
+	bench/run.sh
+
+bench-quick: install ## a ~2.5-minute benchmark
+	bench/run.sh --quick
 
 test: install ## install, start the services, lint, run the whole suite, stop everything (also on failure)
 	$(MAKE) infra-up
