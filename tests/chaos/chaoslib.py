@@ -957,6 +957,7 @@ SCENARIO_ORDER = [
     "rolling-restart-sigterm",
     "poison-messages",
     "backlog-big-job",
+    "backlog-partition-rolling-clients",
 ]
 
 
