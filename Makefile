@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INFRA := scripts/infra/infra.sh
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 DEV := scripts/dev.sh
 COMPOSE ?= docker compose
@@ -26,6 +27,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 install: $(STAMP) ## create .venv and install jobstream with its test extras (pinned)
 
@@ -78,10 +83,10 @@ test-chaos: install ## the fault-injection suite (kills workers and brokers; ~15
 	$(DEV) stop; \
 	exit $$status
 
-bench: install ## the benchmark: stack lock, fresh database, 3+3 workers; report in bench/results/
+bench: install $(BENCH_STAMP) ## the benchmark: stack lock, fresh database, 3+3 workers; report in bench/results/
 	bench/run.sh
 
-bench-quick: install ## a ~2.5-minute benchmark
+bench-quick: install $(BENCH_STAMP) ## a ~2.5-minute benchmark
 	bench/run.sh --quick
 
 test: install ## install, start the services, lint, run the whole suite, stop everything (also on failure)

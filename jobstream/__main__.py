@@ -1,6 +1,11 @@
-"""`python -m jobstream worker ...` runs the Faust worker CLI on jobstream's app."""
+"""`python -m jobstream worker ...` runs the Faust worker CLI on jobstream's app (on uvloop)."""
 
-from jobstream.app import app
+import os
+
+# Faust picks its event loop when it is first imported; F_LOOP=aio keeps asyncio's own loop.
+os.environ.setdefault("F_LOOP", "uvloop")
+
+from jobstream.app import app  # noqa: E402
 
 if __name__ == "__main__":
     app.main()

@@ -9,12 +9,14 @@ which FerretDB lacks and which at-least-once delivery makes unnecessary):
 An operation is pending exactly while it has no result document. Driver errors are converted here
 into `StorageError`.
 
-Writes suit FerretDB too: it holds one backend connection per statement of a command until the
-command ends, so multi-statement updates are kept small (`UPDATE_CHUNK`); inserts are cheap.
+Commands suit FerretDB too (the stand-in for MongoDB in local runs): lookups and updates go one id
+at a time with plain equality filters, the only ones it pushes down to its backend, and never as
+one large multi-statement command, since it holds a backend connection per statement.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
@@ -32,10 +34,11 @@ from jobstream.telemetry import tracer
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 DUPLICATE_KEY = 11000
 INSERT_CHUNK = 5000
-UPDATE_CHUNK = 10
+CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
 
 
 @dataclass(frozen=True)
@@ -233,12 +236,18 @@ class MongoRepository:
 
     @_converted
     async def live_jobs(self, job_ids: Iterable[str]) -> dict[str, LiveJob]:
-        """The in-progress jobs among these ids."""
-        cursor = self._jobs.find(
-            {"_id": {"$in": list(job_ids)}, "status": "in_progress"},
-            {"total": 1, "created_at": 1},
+        """The in-progress jobs among these ids (one lookup by id each, run concurrently)."""
+        docs = await _each(
+            job_ids,
+            lambda job_id: self._jobs.find_one(
+                {"_id": job_id}, {"status": 1, "total": 1, "created_at": 1}
+            ),
         )
-        return {doc["_id"]: LiveJob(doc["total"], doc["created_at"]) async for doc in cursor}
+        return {
+            doc["_id"]: LiveJob(doc["total"], doc["created_at"])
+            for doc in docs
+            if doc is not None and doc["status"] == "in_progress"
+        }
 
     @_converted
     async def count_jobs_by_status(self) -> dict[str, int]:
@@ -269,20 +278,24 @@ class MongoRepository:
     @_converted
     async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]:
         """The ids among these that still have a job document (in any status)."""
-        cursor = self._jobs.find({"_id": {"$in": list(job_ids)}}, {"_id": 1})
-        return {doc["_id"] async for doc in cursor}
+        docs = await _each(job_ids, lambda job_id: self._jobs.find_one({"_id": job_id}, {"_id": 1}))
+        return {doc["_id"] for doc in docs if doc is not None}
 
     @_converted
     async def drop_results(self, job_ids: Iterable[str]) -> None:
         """Delete the results of these (deleted) jobs."""
-        await self._results.delete_many({"job_id": {"$in": list(job_ids)}})
+        await _each(job_ids, lambda job_id: self._results.delete_many({"job_id": job_id}))
 
     @_converted
-    async def save_progress(self, progress: Sequence[Progress]) -> None:
-        """Set jobs' counters (absolute values), completing those whose operations all ended."""
+    async def save_progress(self, progress: Sequence[Progress]) -> set[str]:
+        """Set jobs' counters (absolute values), completing those whose operations all ended.
+
+        Returns the ids of the jobs that were not updated because they are no longer in progress
+        (deleted, or completed meanwhile by reconciliation).
+        """
         now = utcnow()
-        writes = []
-        for p in progress:
+
+        async def save(p: Progress) -> bool:
             fields: dict[str, Any] = {
                 "succeeded": p.succeeded,
                 "failed": p.failed,
@@ -290,9 +303,13 @@ class MongoRepository:
             }
             if p.complete:
                 fields |= {"status": "completed", "finished_at": now}
-            writes.append(UpdateOne({"_id": p.job_id, "status": "in_progress"}, {"$set": fields}))
-        for start in range(0, len(writes), UPDATE_CHUNK):
-            await self._jobs.bulk_write(writes[start : start + UPDATE_CHUNK], ordered=False)
+            outcome = await self._jobs.update_one(
+                {"_id": p.job_id, "status": "in_progress"}, {"$set": fields}
+            )
+            return outcome.matched_count == 1
+
+        saved = await _each(progress, save)
+        return {p.job_id for p, ok in zip(progress, saved, strict=True) if not ok}
 
     # -- reconciliation ---------------------------------------------------------------------
 
@@ -327,6 +344,22 @@ class MongoRepository:
             return_document=True,  # no projection: FerretDB rejects findAndModify's "fields"
         )
         return 0 if doc is None else int(doc.get("reconciliations", 0))
+
+
+async def _each(items: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
+    """Run one single-document command per item, at most CONCURRENT_COMMANDS at once.
+
+    Single-id commands rather than `$in` or bulk writes: FerretDB pushes only plain equality
+    filters down to its backend (with `$in` it reads the whole collection), and it holds one
+    backend connection per statement of a command until the whole command ends.
+    """
+    gate = asyncio.Semaphore(CONCURRENT_COMMANDS)
+
+    async def gated(item: T) -> R:
+        async with gate:
+            return await call(item)
+
+    return list(await asyncio.gather(*(gated(item) for item in items)))
 
 
 async def _insert_new(collection: AsyncCollection, docs: list[dict[str, Any]]) -> int:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import logging
 
 import faust
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
 
 from jobstream import expressions
-from jobstream.agents.delivery import dead_letter, send_durably
+from jobstream.agents.delivery import Message, dead_letter, publish_durably
 from jobstream.errors import ExpressionError
 from jobstream.models import InvalidEvent, OperationRequest, OperationResult
 from jobstream.settings import Settings
-from jobstream.telemetry import Metrics, context_from, tracer
+from jobstream.telemetry import Metrics, context_from, trace_headers, tracer
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
+
+BATCH = 200  # requests an actor takes at once
+BATCH_SECONDS = 0.005  # how long it waits for a batch to fill
 
 
 def evaluate(request: OperationRequest, limits: expressions.Limits) -> OperationResult:
@@ -49,31 +53,46 @@ def _failed(request: OperationRequest, error: str) -> OperationResult:
 def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics: Metrics) -> None:
     """Register the compute agent (concurrency from settings, 10-20 actors per worker).
 
-    Each actor awaits the broker's acknowledgement (acks=all) of the result before taking its next
-    request, so the request's offset is committed only after the result is durable. Concurrency > 1
-    can still commit past an in-flight request on a crash (faust-streaming #606): the client's
-    reconciliation loop re-publishes whatever stays pending.
+    Each actor takes a batch of requests (up to BATCH, or what arrived within BATCH_SECONDS),
+    evaluates them, publishes every result, and waits for the broker's acknowledgements (acks=all)
+    before the batch is acknowledged: a request's offset is committed only after its result is
+    durable, and one wait covers the whole batch. Concurrency > 1 can still commit past an
+    in-flight request on a crash (faust-streaming #606): the client's reconciliation loop
+    re-publishes whatever stays pending.
     """
     limits = expressions.DEFAULT_LIMITS
+    request_topic = topics.requests.get_topic_name()
+    response_topic = topics.responses.get_topic_name()
 
     @app.agent(topics.requests, name="compute", concurrency=settings.compute_concurrency)
     async def compute(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            with tracer.start_as_current_span(
-                f"process {event.message.topic}",
-                context=context_from(event.headers),
-                kind=SpanKind.CONSUMER,
-            ) as span:
-                try:
-                    request = OperationRequest.from_bytes(event.value)
-                except InvalidEvent as exc:
-                    await dead_letter(topics, event, str(exc), metrics)
-                    continue
-                span.set_attribute("jobstream.job_id", request.job_id)
-                span.set_attribute("jobstream.operation_index", request.index)
-                with tracer.start_as_current_span("evaluate"), metrics.evaluation_seconds.time():
-                    result = evaluate(request, limits)
-                metrics.operations.labels(outcome=result.status).inc()
-                await send_durably(
-                    topics.responses, request.job_id.encode(), result.to_bytes(), metrics
+        async for events in stream.take_events(BATCH, BATCH_SECONDS):
+            outgoing: list[Message] = []
+            spans: list[Span] = []
+            for event in events:
+                span = tracer.start_span(
+                    f"process {request_topic}", context_from(event.headers), kind=SpanKind.CONSUMER
                 )
+                spans.append(span)
+                with trace.use_span(span, end_on_exit=False):
+                    try:
+                        request = OperationRequest.from_bytes(event.value)
+                    except InvalidEvent as exc:
+                        await dead_letter(topics, event, str(exc), metrics)
+                        continue
+                    span.set_attribute("jobstream.job_id", request.job_id)
+                    span.set_attribute("jobstream.operation_index", request.index)
+                    with (
+                        tracer.start_as_current_span("evaluate"),
+                        metrics.evaluation_seconds.time(),
+                    ):
+                        result = evaluate(request, limits)
+                    metrics.operations.labels(outcome=result.status).inc()
+                    publish = tracer.start_span(f"publish {response_topic}", kind=SpanKind.PRODUCER)
+                    spans.append(publish)
+                    with trace.use_span(publish, end_on_exit=False):
+                        headers = trace_headers()
+                    outgoing.append((request.job_id.encode(), result.to_bytes(), headers))
+            await publish_durably(topics.responses, outgoing, metrics)
+            for span in reversed(spans):
+                span.end()

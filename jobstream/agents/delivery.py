@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import functools
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
 
 import faust
 from aiokafka.errors import KafkaError
@@ -18,7 +17,7 @@ from jobstream.topics import Topics
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 5.0
-T = TypeVar("T")
+WINDOW = 5000  # messages awaiting their ack at once, per call
 
 
 async def send_durably(
@@ -66,46 +65,72 @@ async def dead_letter(topics: Topics, event: faust.EventT, reason: str, metrics:
     await send_durably(topics.dead_letters, None, raw, metrics, headers)
 
 
+Message = tuple[bytes | None, bytes, Mapping[str, bytes] | None]  # key, value, headers
+
+
 async def send_many_durably(
     topic: faust.TopicT,
     messages: Iterable[tuple[bytes, bytes]],
     metrics: Metrics,
-    window: int = 5000,
+    window: int = WINDOW,
 ) -> None:
-    """Send many (key, value) messages, `window` in flight at once, and wait for every ack.
-
-    The producer batches what is in flight; messages that fail are sent again until acknowledged.
-    """
+    """Send many (key, value) messages in one producer span and wait for every ack."""
     name = topic.get_topic_name()
     with tracer.start_as_current_span(f"publish {name}", kind=SpanKind.PRODUCER):
         headers = trace_headers()
-        for chunk in _chunks(messages, window):
-            await _send_chunk(topic, chunk, headers, metrics)
+        await publish_durably(
+            topic, ((key, value, headers) for key, value in messages), metrics, window
+        )
 
 
-async def _send_chunk(
-    topic: faust.TopicT,
-    chunk: list[tuple[bytes, bytes]],
-    headers: Mapping[str, bytes] | None,
-    metrics: Metrics,
+async def publish_durably(
+    topic: faust.TopicT, messages: Iterable[Message], metrics: Metrics, window: int = WINDOW
 ) -> None:
-    """Send a chunk at once (the producer batches it); resend what fails until all are acked."""
+    """Send messages with up to `window` awaiting their ack, and return once every one is acked.
+
+    A sliding window: a new message goes out as soon as any earlier one is acknowledged, so the
+    producer's batches stay full. Messages that fail are sent again, with backoff, until acked.
+    """
     name = topic.get_topic_name()
     backoff = 0.1
-    while chunk:
-        futures = [await topic.send(key=key, value=value, headers=headers) for key, value in chunk]
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        failed = [m for m, o in zip(chunk, outcomes, strict=True) if isinstance(o, Exception)]
-        metrics.messages_produced.labels(topic=name).inc(len(chunk) - len(failed))
-        if failed:
-            metrics.produce_errors.labels(topic=name).inc(len(failed))
-            log.warning("%d messages to %s failed; retrying in %.1fs", len(failed), name, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
-        chunk = failed
+    pending: Iterable[Message] = messages
+    while True:
+        failed = await _send_window(topic, pending, window, metrics)
+        if not failed:
+            return
+        metrics.produce_errors.labels(topic=name).inc(len(failed))
+        log.warning("%d messages to %s failed; retrying in %.1fs", len(failed), name, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF)
+        pending = failed
 
 
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+async def _send_window(
+    topic: faust.TopicT, messages: Iterable[Message], window: int, metrics: Metrics
+) -> list[Message]:
+    """One pass of publish_durably; counts the acknowledged, returns the messages that failed."""
+    produced = metrics.messages_produced.labels(topic=topic.get_topic_name())
+    gate = asyncio.Semaphore(window)
+    failed: list[Message] = []
+    acks: list[asyncio.Future] = []
+
+    def settled(message: Message, future: asyncio.Future) -> None:
+        gate.release()
+        if future.cancelled() or future.exception() is not None:
+            failed.append(message)
+        else:
+            produced.inc()
+
+    for message in messages:
+        await gate.acquire()
+        key, value, headers = message
+        try:
+            ack = await topic.send(key=key, value=value, headers=headers)
+        except KafkaError:
+            gate.release()
+            failed.append(message)
+            continue
+        ack.add_done_callback(functools.partial(settled, message))
+        acks.append(ack)
+    await asyncio.gather(*acks, return_exceptions=True)
+    return failed

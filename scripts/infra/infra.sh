@@ -89,25 +89,29 @@ PG_USER=()
 start_postgres() {
   local bin dir="$STATE_DIR/postgres"
   bin="$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/initdb" | sort -V | tail -n 1)")"
-  if is_running postgres; then return 0; fi
-  if [[ ! -f "$dir/PG_VERSION" ]]; then
-    mkdir -p "$dir"
-    [[ "$(id -u)" == 0 ]] && chown postgres: "$dir"
-    "${PG_USER[@]}" "$bin/initdb" -D "$dir" -U ferretdb --auth=trust -E UTF8 >>"$LOG_DIR/postgres.log" 2>&1
+  if ! is_running postgres; then
+    if [[ ! -f "$dir/PG_VERSION" ]]; then
+      mkdir -p "$dir"
+      [[ "$(id -u)" == 0 ]] && chown postgres: "$dir"
+      "${PG_USER[@]}" "$bin/initdb" -D "$dir" -U ferretdb --auth=trust -E UTF8 >>"$LOG_DIR/postgres.log" 2>&1
+    fi
+    # synchronous_commit=off: a test stand-in may lose its last milliseconds if *it* crashes, but
+    # never corrupts; the jobstream guarantees under test sit above it.
+    launch postgres "${PG_USER[@]}" "$bin/postgres" -D "$dir" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
+      -c unix_socket_directories= -c synchronous_commit=off -c max_connections=300 \
+      -c lock_timeout=5s -c idle_in_transaction_session_timeout=5s -c deadlock_timeout=200ms \
+      -c shared_buffers=128MB
+    for _ in $(seq 1 100); do
+      "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+      sleep 0.1
+    done
   fi
-  # synchronous_commit=off: a test stand-in may lose its last milliseconds if *it* crashes, but
-  # never corrupts; the jobstream guarantees under test sit above it.
-  launch postgres "${PG_USER[@]}" "$bin/postgres" -D "$dir" -p "$PG_PORT" -c listen_addresses=127.0.0.1 \
-    -c unix_socket_directories= -c synchronous_commit=off -c max_connections=300 \
-    -c lock_timeout=5s -c idle_in_transaction_session_timeout=5s -c deadlock_timeout=200ms \
-    -c shared_buffers=128MB
-  for _ in $(seq 1 100); do
-    "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
-    sleep 0.1
-  done
   "${PG_USER[@]}" "$bin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U ferretdb -d postgres -tc \
     "SELECT 1 FROM pg_database WHERE datname = 'ferretdb'" | grep -q 1 ||
     "${PG_USER[@]}" "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U ferretdb ferretdb
+  # Indexes FerretDB's own tables can use (see the file); psql reads it from stdin, as root too.
+  "${PG_USER[@]}" "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U ferretdb -d ferretdb \
+    <"$HERE/postgres/ferretdb-indexes.sql" >>"$LOG_DIR/postgres.log" 2>&1
 }
 
 # FerretDB runs an update as a transaction that takes a second pooled connection for its query: with
