@@ -103,7 +103,7 @@ async def test_lookups_by_id_answer_for_many_jobs_at_once(repository: MongoRepos
     await repository.delete_job(ids[0])
     await repository.save_progress([Progress(ids[1], 2, 0, complete=True)])
     # Then each lookup answers for its own job: deleted, completed and in-progress ones
-    assert await repository.existing_jobs(ids + ["f" * 32]) == set(ids[1:])
+    assert await repository.existing_jobs([*ids, "f" * 32]) == set(ids[1:])
     assert set(await repository.live_jobs(ids)) == set(ids[2:])
     progress = [Progress(job_id, 1, 0, complete=False) for job_id in ids]
     assert await repository.save_progress(progress) == {ids[0], ids[1]}
