@@ -9,8 +9,9 @@ Each role is its own process (spawned, one asyncio loop each), like jobstream's 
 mirror the three server workers. The figure is end-to-end messages/second: delivered to the sink
 over first produce -> last delivery. The topics are created for the run and deleted after it.
 
-Requests carry an `OperationRequest` and responses an `OperationResult` (jobstream.models, same
-keys: operation id, job id), so the bytes on the wire are jobstream's own.
+Each request carries one operation and each response one result, in jobstream's wire form and with
+its keys (jobstream.models): the bytes of a single-operation job. jobstream packs up to 100
+operations of a job into one message, so for bigger jobs it sends fewer, larger messages than this.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from jobstream.models import OperationRequest, OperationResult, operation_id
+from jobstream.models import OperationRequest, OperationResult, request_messages, result_messages
 from jobstream.settings import DEFAULT_BROKERS
 
 log = logging.getLogger("bench.raw_limit")
@@ -49,16 +50,11 @@ def sample_messages(count: int = 2000) -> list[tuple[bytes, bytes, bytes, bytes]
         index = i // JOBS + 1
         total = 100
         text = f"{i % 997} + {i % 13} * 2 - {i % 7}"
-        request = OperationRequest(job_id, index, total, text)
-        result = OperationResult(job_id, index, total, "succeeded", result=str(i % 997))
-        out.append(
-            (
-                operation_id(job_id, index).encode(),
-                request.to_bytes(),
-                job_id.encode(),
-                result.to_bytes(),
-            )
+        [request] = request_messages([OperationRequest(job_id, index, total, text)])
+        [result] = result_messages(
+            [OperationResult(job_id, index, total, "succeeded", result=str(i % 997))]
         )
+        out.append((*request, *result))
     return out
 
 

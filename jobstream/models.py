@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -18,11 +19,18 @@ class InvalidEvent(ValueError):
     """An event from Kafka cannot be decoded or does not have the expected shape."""
 
 
+#: Operations (or results) of one job that one Kafka message carries at most.
+MAX_PER_MESSAGE = 100
+#: Bytes of expressions (or results and errors), as encoded in the message's JSON, that one message
+#: carries at most, unless a single operation is longer: keeps messages far below Kafka's 1 MiB.
+MAX_MESSAGE_TEXT_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class OperationRequest:
-    """One operation to compute, sent by a client worker to `application.operation.request`."""
+    """One operation to compute; requests travel in batches (see `request_messages`)."""
 
-    #: The job the operation belongs to (also the message key).
+    #: The job the operation belongs to.
     job_id: str
     #: 1-based position of the operation in its job; its id is "<job_id>-<index>".
     index: int
@@ -33,36 +41,12 @@ class OperationRequest:
     #: Delivery attempt: 1 when first published, +1 per reconciliation re-publish.
     attempt: int = 1
 
-    def to_bytes(self) -> bytes:
-        """The wire form (JSON)."""
-        return orjson.dumps(
-            {
-                "job_id": self.job_id,
-                "index": self.index,
-                "total": self.total,
-                "expression": self.expression,
-                "attempt": self.attempt,
-            }
-        )
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> OperationRequest:
-        """Decode and validate the wire form; raises InvalidEvent."""
-        data = _decode(raw)
-        return cls(
-            job_id=_field(data, "job_id", str),
-            index=_field(data, "index", int),
-            total=_field(data, "total", int),
-            expression=_field(data, "expression", str),
-            attempt=_field(data, "attempt", int),
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class OperationResult:
-    """The outcome of one operation, sent by a server worker to `application.operation.response`."""
+    """The outcome of one operation; results travel in batches (see `result_messages`)."""
 
-    #: The job the operation belongs to (also the message key, so a job stays on one partition).
+    #: The job the operation belongs to (the message key, so a job stays on one partition).
     job_id: str
     #: 1-based position of the operation in its job.
     index: int
@@ -80,34 +64,131 @@ class OperationResult:
         """The id of the operation this result is for."""
         return operation_id(self.job_id, self.index)
 
-    def to_bytes(self) -> bytes:
-        """The wire form (JSON)."""
-        return orjson.dumps(
-            {
-                "job_id": self.job_id,
-                "index": self.index,
-                "total": self.total,
-                "status": self.status,
-                "result": self.result,
-                "error": self.error,
-            }
-        )
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> OperationResult:
-        """Decode and validate the wire form; raises InvalidEvent."""
-        data = _decode(raw)
-        status = _field(data, "status", str)
-        if status not in ("succeeded", "failed"):
-            raise InvalidEvent(f"status must be 'succeeded' or 'failed', got {status!r}")
-        return cls(
-            job_id=_field(data, "job_id", str),
-            index=_field(data, "index", int),
-            total=_field(data, "total", int),
-            status=status,  # type: ignore[arg-type]
-            result=_optional(data, "result"),
-            error=_optional(data, "error"),
+def request_messages(requests: Iterable[OperationRequest]) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) messages for `application.operation.request`, in order.
+
+    Consecutive requests of one job (and attempt) share a message, up to MAX_PER_MESSAGE and
+    MAX_MESSAGE_TEXT_BYTES; the key is the id of the message's first operation, which spreads a big
+    job over every partition. The value is JSON:
+    `{"job_id", "total", "attempt", "operations": [{"index", "expression"}, ...]}`.
+    """
+    for group in _grouped(requests, lambda r: (r.job_id, r.total, r.attempt), _request_bytes):
+        first = group[0]
+        value = {
+            "job_id": first.job_id,
+            "total": first.total,
+            "attempt": first.attempt,
+            "operations": [{"index": r.index, "expression": r.expression} for r in group],
+        }
+        yield operation_id(first.job_id, first.index).encode(), orjson.dumps(value)
+
+
+def decode_requests(raw: bytes | None) -> list[OperationRequest]:
+    """The requests a message carries; raises InvalidEvent unless it is well-formed."""
+    data = _decode(raw)
+    job_id = _field(data, "job_id", str)
+    total = _field(data, "total", int)
+    attempt = _field(data, "attempt", int)
+    return [
+        OperationRequest(
+            job_id=job_id,
+            index=_field(item, "index", int),
+            total=total,
+            expression=_field(item, "expression", str),
+            attempt=attempt,
         )
+        for item in _items(data, "operations")
+    ]
+
+
+def result_messages(results: Iterable[OperationResult]) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) messages for `application.operation.response`, in order.
+
+    Consecutive results of one job share a message, up to MAX_PER_MESSAGE and
+    MAX_MESSAGE_TEXT_BYTES, keyed by the job id. The value is JSON:
+    `{"job_id", "total", "results": [{"index", "status", "result", "error"}, ...]}`.
+    """
+    for group in _grouped(results, lambda r: (r.job_id, r.total), _result_bytes):
+        first = group[0]
+        value = {
+            "job_id": first.job_id,
+            "total": first.total,
+            "results": [
+                {"index": r.index, "status": r.status, "result": r.result, "error": r.error}
+                for r in group
+            ],
+        }
+        yield first.job_id.encode(), orjson.dumps(value)
+
+
+def decode_results(raw: bytes | None) -> list[OperationResult]:
+    """The results a message carries; raises InvalidEvent unless it is well-formed."""
+    data = _decode(raw)
+    job_id = _field(data, "job_id", str)
+    total = _field(data, "total", int)
+    results = []
+    for item in _items(data, "results"):
+        status = _field(item, "status", str)
+        if status not in ("succeeded", "failed"):
+            raise InvalidEvent(f"status must be 'succeeded' or 'failed', got {status!r:.50}")
+        results.append(
+            OperationResult(
+                job_id=job_id,
+                index=_field(item, "index", int),
+                total=total,
+                status=status,  # type: ignore[arg-type]
+                result=_optional(item, "result"),
+                error=_optional(item, "error"),
+            )
+        )
+    return results
+
+
+def _json_bytes(text: str | None) -> int:
+    """Bytes a string takes in a message's JSON (escapes included, quotes not)."""
+    return 0 if text is None else len(orjson.dumps(text)) - 2
+
+
+def _request_bytes(request: OperationRequest) -> int:
+    return _json_bytes(request.expression)
+
+
+def _result_bytes(result: OperationResult) -> int:
+    return _json_bytes(result.result) + _json_bytes(result.error)
+
+
+def _grouped(
+    items: Iterable[T], key: Callable[[T], Hashable], size_of: Callable[[T], int]
+) -> Iterator[list[T]]:
+    """Runs of consecutive items with the same key, each within the per-message bounds."""
+    group: list[T] = []
+    group_key: Hashable = None
+    size = 0
+    for item in items:
+        item_key, item_size = key(item), size_of(item)
+        if group and (
+            item_key != group_key
+            or len(group) >= MAX_PER_MESSAGE
+            or size + item_size > MAX_MESSAGE_TEXT_BYTES
+        ):
+            yield group
+            group, size = [], 0
+        group.append(item)
+        group_key = item_key
+        size += item_size
+    if group:
+        yield group
+
+
+def _items(data: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    items = data.get(name)
+    if not isinstance(items, list) or not items:
+        raise InvalidEvent(f"field {name!r} must be a non-empty list, got {items!r:.50}")
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidEvent(f"every item of {name!r} must be a JSON object, got {item!r:.50}")
+    return items
 
 
 def _decode(raw: bytes | None) -> dict[str, Any]:

@@ -229,10 +229,14 @@ class MongoRepository:
         """One page of a job's operations in submission order, and the total; NotFound if no job."""
         job = await self.get_job(job_id)
         first = (page - 1) * size + 1
-        window = {"job_id": job_id, "index": {"$gte": first, "$lt": first + size}}
-        operations = [doc async for doc in self._operations.find(window).sort("index", ASCENDING)]
-        results = {doc["_id"]: doc async for doc in self._results.find(window)}
-        return job.total, [_operation(doc, results.get(doc["_id"])) for doc in operations]
+        ids = [operation_id(job_id, i) for i in range(first, min(first + size, job.total + 1))]
+        operations = await _each(ids, lambda op_id: self._operations.find_one({"_id": op_id}))
+        results = await _each(ids, lambda op_id: self._results.find_one({"_id": op_id}))
+        return job.total, [
+            _operation(doc, result)
+            for doc, result in zip(operations, results, strict=True)
+            if doc is not None
+        ]
 
     @_converted
     async def live_jobs(self, job_ids: Iterable[str]) -> dict[str, LiveJob]:

@@ -19,7 +19,7 @@ pid_of() { cat "$PID_DIR/$1.pid" 2>/dev/null || true; }
 is_running() {
   local pid
   pid="$(pid_of "$1")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  pid_alive "$pid"
 }
 
 start_one() {
@@ -37,13 +37,13 @@ start_one() {
 stop_one() {
   local name="$1" signal="${2:-TERM}" pid
   pid="$(pid_of "$name")"
-  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$pid"; then
     kill "-$signal" "$pid" 2>/dev/null || true
     for _ in $(seq 1 300); do
-      kill -0 "$pid" 2>/dev/null || break
+      pid_alive "$pid" || break
       sleep 0.1
     done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    pid_alive "$pid" && kill -KILL "$pid" 2>/dev/null
   fi
   rm -f "$PID_DIR/$name.pid"
 }

@@ -11,14 +11,20 @@ from opentelemetry.trace import Span, SpanKind
 from jobstream import expressions
 from jobstream.agents.delivery import Message, dead_letter, publish_durably
 from jobstream.errors import ExpressionError
-from jobstream.models import InvalidEvent, OperationRequest, OperationResult
+from jobstream.models import (
+    InvalidEvent,
+    OperationRequest,
+    OperationResult,
+    decode_requests,
+    result_messages,
+)
 from jobstream.settings import Settings
 from jobstream.telemetry import Metrics, context_from, trace_headers, tracer
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
-BATCH = 200  # requests an actor takes at once
+BATCH = 50  # request messages an actor takes at once (each carries up to 100 operations)
 BATCH_SECONDS = 0.005  # how long it waits for a batch to fill
 
 
@@ -53,10 +59,11 @@ def _failed(request: OperationRequest, error: str) -> OperationResult:
 def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics: Metrics) -> None:
     """Register the compute agent (concurrency from settings, 10-20 actors per worker).
 
-    Each actor takes a batch of requests (up to BATCH, or what arrived within BATCH_SECONDS),
-    evaluates them, publishes every result, and waits for the broker's acknowledgements (acks=all)
-    before the batch is acknowledged: a request's offset is committed only after its result is
-    durable, and one wait covers the whole batch. Concurrency > 1 can still commit past an
+    Each actor takes a batch of request messages (up to BATCH, or what arrived within
+    BATCH_SECONDS), evaluates every operation they carry, publishes the results (one message per
+    request message) and waits for the broker's acknowledgements (acks=all) before the batch is
+    acknowledged: a request's offset is committed only after its results are durable, and one
+    wait covers the whole batch. Concurrency > 1 can still commit past an
     in-flight request on a crash (faust-streaming #606): the client's reconciliation loop
     re-publishes whatever stays pending.
     """
@@ -76,23 +83,29 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
                 spans.append(span)
                 with trace.use_span(span, end_on_exit=False):
                     try:
-                        request = OperationRequest.from_bytes(event.value)
+                        requests = decode_requests(event.value)
                     except InvalidEvent as exc:
                         await dead_letter(topics, event, str(exc), metrics)
                         continue
-                    span.set_attribute("jobstream.job_id", request.job_id)
-                    span.set_attribute("jobstream.operation_index", request.index)
-                    with (
-                        tracer.start_as_current_span("evaluate"),
-                        metrics.evaluation_seconds.time(),
-                    ):
-                        result = evaluate(request, limits)
-                    metrics.operations.labels(outcome=result.status).inc()
+                    span.set_attribute("jobstream.job_id", requests[0].job_id)
+                    span.set_attribute("jobstream.operations", len(requests))
+                    with tracer.start_as_current_span("evaluate"):
+                        results = [_timed(request, limits, metrics) for request in requests]
                     publish = tracer.start_span(f"publish {response_topic}", kind=SpanKind.PRODUCER)
                     spans.append(publish)
                     with trace.use_span(publish, end_on_exit=False):
                         headers = trace_headers()
-                    outgoing.append((request.job_id.encode(), result.to_bytes(), headers))
+                    outgoing += [(key, value, headers) for key, value in result_messages(results)]
             await publish_durably(topics.responses, outgoing, metrics)
             for span in reversed(spans):
                 span.end()
+
+
+def _timed(
+    request: OperationRequest, limits: expressions.Limits, metrics: Metrics
+) -> OperationResult:
+    """evaluate(), measured and counted."""
+    with metrics.evaluation_seconds.time():
+        result = evaluate(request, limits)
+    metrics.operations.labels(outcome=result.status).inc()
+    return result

@@ -23,7 +23,7 @@ from opentelemetry.trace import Span, SpanKind
 
 from jobstream.agents.delivery import MAX_BACKOFF, dead_letter
 from jobstream.errors import StorageError
-from jobstream.models import InvalidEvent, OperationResult
+from jobstream.models import InvalidEvent, OperationResult, decode_results
 from jobstream.settings import Settings
 from jobstream.storage import LiveJob, MongoRepository, Progress, utcnow
 from jobstream.tables.progress import JobProgress
@@ -129,7 +129,7 @@ def register_persist(
                         )
                     )
                 try:
-                    results.append(OperationResult.from_bytes(event.value))
+                    results += decode_results(event.value)
                 except InvalidEvent as exc:
                     await dead_letter(topics, event, str(exc), metrics)
             await _until_stored(writer, results)

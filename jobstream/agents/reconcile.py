@@ -18,7 +18,14 @@ import faust
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import StorageError
-from jobstream.models import Job, Operation, OperationRequest, OperationResult, operation_id
+from jobstream.models import (
+    Job,
+    Operation,
+    OperationRequest,
+    OperationResult,
+    request_messages,
+    result_messages,
+)
 from jobstream.settings import Settings
 from jobstream.storage import MongoRepository, Progress, utcnow
 from jobstream.telemetry import Metrics
@@ -71,13 +78,8 @@ class Reconciler:
         log.warning("job %s: publishing %d pending operations again", job.id, len(pending))
         await send_many_durably(
             self._topics.requests,
-            (
-                (
-                    operation_id(job.id, op.index).encode(),
-                    OperationRequest(
-                        job.id, op.index, job.total, op.expression, attempt + 1
-                    ).to_bytes(),
-                )
+            request_messages(
+                OperationRequest(job.id, op.index, job.total, op.expression, attempt + 1)
                 for op in pending
             ),
             self._metrics,
@@ -89,11 +91,8 @@ class Reconciler:
         error = f"no result after {attempts} delivery attempts"
         await send_many_durably(
             self._topics.responses,
-            (
-                (
-                    job.id.encode(),
-                    OperationResult(job.id, op.index, job.total, "failed", error=error).to_bytes(),
-                )
+            result_messages(
+                OperationResult(job.id, op.index, job.total, "failed", error=error)
                 for op in pending
             ),
             self._metrics,

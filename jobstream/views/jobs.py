@@ -12,7 +12,7 @@ from aiohttp import web as aioweb
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
-from jobstream.models import OperationRequest, operation_id
+from jobstream.models import OperationRequest, request_messages
 from jobstream.settings import Settings
 from jobstream.storage import Repository
 from jobstream.submission import SubmissionLimits, parse_body
@@ -117,11 +117,8 @@ def register_job_views(
             total = len(expressions)
             await send_many_durably(
                 topics.requests,
-                (
-                    (
-                        operation_id(job_id, index).encode(),
-                        OperationRequest(job_id, index, total, text).to_bytes(),
-                    )
+                request_messages(
+                    OperationRequest(job_id, index, total, text)
                     for index, text in enumerate(expressions, start=1)
                 ),
                 metrics,

@@ -24,6 +24,14 @@ log() { printf '[infra] %s\n' "$*" >&2; }
 # Start a long-lived process in its own session, detached from the caller: stdin from /dev/null,
 # output appended to a log, and every other inherited descriptor closed (a daemon that kept, say,
 # the fd of a caller's `flock` would hold that lock for as long as it lives). Prints the pid.
+# Whether a pid is a live process: a zombie (killed, not yet reaped by its parent) is not.
+pid_alive() {
+  local pid="$1" state
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  state="$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)"
+  [[ "$state" != Z ]]
+}
+
 spawn_daemon() {
   local logfile="$1"
   shift

@@ -21,7 +21,7 @@ pid_of() { cat "$PID_DIR/$1.pid" 2>/dev/null || true; }
 is_running() {
   local pid
   pid="$(pid_of "$1")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  pid_alive "$pid"
 }
 
 launch() { # name, command...: start in its own session so a Ctrl-C of make does not reach it
@@ -150,13 +150,13 @@ start_service() {
 stop_service() { # name [signal]; waits for the process to exit (SIGKILL after 30 s)
   local name="$1" signal="${2:-TERM}" pid
   pid="$(pid_of "$name")"
-  if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then rm -f "$PID_DIR/$name.pid"; return 0; fi
+  if ! pid_alive "$pid"; then rm -f "$PID_DIR/$name.pid"; return 0; fi
   kill "-$signal" "$pid" 2>/dev/null || true
   for _ in $(seq 1 300); do
-    kill -0 "$pid" 2>/dev/null || break
+    pid_alive "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$pid"; then
     log "$name did not stop within 30 s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
   fi

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,12 +106,24 @@ class Stack:
         """SIGKILL one worker process (client-1..3, server-1..3)."""
         pid = int((PID_DIR / f"{name}.pid").read_text())
         os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(pid):  # gone, or a zombie nobody has reaped yet
+            assert time.monotonic() < deadline, f"{name} (pid {pid}) survived SIGKILL"
+            time.sleep(0.01)
 
     def start_worker(self, name: str) -> None:
         """Start one worker again and wait for its health check."""
         subprocess.run(
             [DEV, "start-one", name], check=True, timeout=120, env={**os.environ, **E2E_ENV}
         )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 async def _pipeline_ready(stack: Stack) -> None:

@@ -18,7 +18,8 @@ async def test_server_killed_mid_job_leaves_every_operation_with_one_result(
     stack: Stack, database: object
 ) -> None:
     # Given a large job in flight
-    body, expected = generated_job(3000, seed=3000)
+    total = 20_000
+    body, expected = generated_job(total, seed=3000)
     job_id = await stack.submit(body)
 
     async def started() -> bool:
@@ -29,19 +30,20 @@ async def test_server_killed_mid_job_leaves_every_operation_with_one_result(
     # When a server worker is killed without warning in the middle of it
     stack.kill_worker("server-2")
     try:
+        assert (await stack.job(job_id))["status"] == "in_progress", "the job ended before the kill"
         # Then the job still completes (the survivors take over; reconciliation re-publishes
         # whatever the dead worker had taken but not answered)
         job = await stack.wait_completed(job_id, timeout=180)
     finally:
         stack.start_worker("server-2")
-    assert job["operations"] == {"total": 3000, "succeeded": 3000, "failed": 0, "pending": 0}
+    assert job["operations"] == {"total": total, "succeeded": total, "failed": 0, "pending": 0}
     operations = await stack.operations(job_id)
     assert [op["result"] for op in operations] == expected
     # And each operation has exactly one stored result
     results = database["results"]  # type: ignore[index]
-    assert await results.count_documents({"job_id": job_id}) == 3000
+    assert await results.count_documents({"job_id": job_id}) == total
     indexes = await results.distinct("index", {"job_id": job_id})
-    assert sorted(indexes) == list(range(1, 3001))
+    assert sorted(indexes) == list(range(1, total + 1))
 
 
 async def test_job_stored_but_never_published_is_completed_by_reconciliation(

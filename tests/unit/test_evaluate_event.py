@@ -10,7 +10,7 @@ from jobstream import expressions
 from jobstream.agents import compute
 from jobstream.agents.compute import evaluate
 from jobstream.expressions import DEFAULT_LIMITS, Limits
-from jobstream.models import OperationRequest, OperationResult
+from jobstream.models import OperationRequest, OperationResult, decode_results, result_messages
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 
@@ -141,4 +141,6 @@ def test_attempt_number_does_not_change_the_result() -> None:
 def test_result_survives_its_wire_form(expression: str) -> None:
     # The result is what is published to the response topic: it must decode back unchanged
     result = evaluate(request(expression), DEFAULT_LIMITS)
-    assert OperationResult.from_bytes(result.to_bytes()) == result
+    [(key, value)] = result_messages([result])
+    assert key == JOB_ID.encode()
+    assert decode_results(value) == [result]
