@@ -72,7 +72,7 @@ class Settings:
     #: Largest response batch the persisting agent writes to MongoDB at once.
     persist_batch_size: int = 1000
     #: Longest the persisting agent waits to fill a batch, in seconds.
-    persist_batch_seconds: float = 0.02
+    persist_batch_seconds: float = 0.01
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = 4 * 1024 * 1024
     #: Longest accepted line (one expression), in characters.

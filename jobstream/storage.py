@@ -52,11 +52,12 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class LiveJob:
-    """What the persisting agent needs of an in-progress job."""
+class SavedProgress:
+    """What save_progress did: jobs it found no longer in progress, and those it completed."""
 
-    total: int
-    created_at: datetime
+    stale: set[str]
+    #: job id -> when the job was created, for each job this call completed
+    completed: dict[str, datetime]
 
 
 @dataclass(frozen=True)
@@ -239,21 +240,6 @@ class MongoRepository:
         ]
 
     @_converted
-    async def live_jobs(self, job_ids: Iterable[str]) -> dict[str, LiveJob]:
-        """The in-progress jobs among these ids (one lookup by id each, run concurrently)."""
-        docs = await _each(
-            job_ids,
-            lambda job_id: self._jobs.find_one(
-                {"_id": job_id}, {"status": 1, "total": 1, "created_at": 1}
-            ),
-        )
-        return {
-            doc["_id"]: LiveJob(doc["total"], doc["created_at"])
-            for doc in docs
-            if doc is not None and doc["status"] == "in_progress"
-        }
-
-    @_converted
     async def count_jobs_by_status(self) -> dict[str, int]:
         """How many jobs there are in each status."""
         return {
@@ -291,29 +277,38 @@ class MongoRepository:
         await _each(job_ids, lambda job_id: self._results.delete_many({"job_id": job_id}))
 
     @_converted
-    async def save_progress(self, progress: Sequence[Progress]) -> set[str]:
+    async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress:
         """Set jobs' counters (absolute values), completing those whose operations all ended.
 
-        Returns the ids of the jobs that were not updated because they are no longer in progress
-        (deleted, or completed meanwhile by reconciliation).
+        Only jobs still in progress are updated; the others (deleted, or completed meanwhile by
+        reconciliation) come back as `stale`.
         """
         now = utcnow()
+        saved = SavedProgress(set(), {})
 
-        async def save(p: Progress) -> bool:
+        async def save(p: Progress) -> None:
             fields: dict[str, Any] = {
                 "succeeded": p.succeeded,
                 "failed": p.failed,
                 "updated_at": now,
             }
-            if p.complete:
-                fields |= {"status": "completed", "finished_at": now}
-            outcome = await self._jobs.update_one(
-                {"_id": p.job_id, "status": "in_progress"}, {"$set": fields}
-            )
-            return outcome.matched_count == 1
+            in_progress = {"_id": p.job_id, "status": "in_progress"}
+            if not p.complete:
+                outcome = await self._jobs.update_one(in_progress, {"$set": fields})
+                if outcome.matched_count == 0:
+                    saved.stale.add(p.job_id)
+                return
+            fields |= {"status": "completed", "finished_at": now}
+            # one command that also tells when the job was created (no projection: FerretDB
+            # rejects findAndModify's "fields")
+            doc = await self._jobs.find_one_and_update(in_progress, {"$set": fields})
+            if doc is None:
+                saved.stale.add(p.job_id)
+            else:
+                saved.completed[p.job_id] = doc["created_at"]
 
-        saved = await _each(progress, save)
-        return {p.job_id for p, ok in zip(progress, saved, strict=True) if not ok}
+        await _each(progress, save)
+        return saved
 
     # -- reconciliation ---------------------------------------------------------------------
 

@@ -67,14 +67,13 @@ async def test_first_result_wins_and_duplicates_are_not_stored(
 async def test_progress_completes_a_job_once(repository: MongoRepository) -> None:
     job_id = "d" * 32
     job = await repository.create_job(job_id, ["1"])
-    assert (await repository.live_jobs([job_id]))[job_id].total == 1
-    assert await repository.save_progress([Progress(job_id, 1, 0, complete=True)]) == set()
+    saved = await repository.save_progress([Progress(job_id, 1, 0, complete=True)])
+    assert (saved.stale, saved.completed) == (set(), {job_id: job.created_at})
     done = await repository.get_job(job_id)
     assert (done.status, done.succeeded, done.finished_at is not None) == ("completed", 1, True)
-    assert await repository.live_jobs([job_id]) == {}
     # a late progress update never reopens or changes a completed job, and says so
-    stale = await repository.save_progress([Progress(job_id, 0, 1, complete=False)])
-    assert stale == {job_id}
+    late = await repository.save_progress([Progress(job_id, 0, 1, complete=False)])
+    assert (late.stale, late.completed) == ({job_id}, {})
     assert await repository.get_job(job_id) == done
     assert job.created_at == done.created_at
 
@@ -90,7 +89,7 @@ async def test_deleted_job_is_gone_and_its_late_results_can_be_dropped(
     with pytest.raises(NotFound):
         await repository.delete_job(job_id)
     await repository.record_results([result(job_id, 1)])  # arrives after the delete
-    assert await repository.save_progress([Progress(job_id, 1, 0, complete=False)]) == {job_id}
+    assert (await repository.save_progress([Progress(job_id, 1, 0, True)])).stale == {job_id}
     assert await repository.existing_jobs([job_id]) == set()
     await repository.drop_results([job_id])
     assert await repository.pending_operations(job_id) == []
@@ -104,10 +103,13 @@ async def test_lookups_by_id_answer_for_many_jobs_at_once(repository: MongoRepos
     await repository.save_progress([Progress(ids[1], 2, 0, complete=True)])
     # Then each lookup answers for its own job: deleted, completed and in-progress ones
     assert await repository.existing_jobs([*ids, "f" * 32]) == set(ids[1:])
-    assert set(await repository.live_jobs(ids)) == set(ids[2:])
     progress = [Progress(job_id, 1, 0, complete=False) for job_id in ids]
-    assert await repository.save_progress(progress) == {ids[0], ids[1]}
+    assert (await repository.save_progress(progress)).stale == {ids[0], ids[1]}
     assert {(await repository.get_job(job_id)).succeeded for job_id in ids[2:]} == {1}
+    completing = [Progress(job_id, 2, 0, complete=True) for job_id in ids]
+    saved = await repository.save_progress(completing)
+    assert set(saved.completed) == set(ids[2:])
+    assert saved.stale == {ids[0], ids[1]}
 
 
 async def test_jobs_are_listed_newest_first(repository: MongoRepository) -> None:

@@ -33,7 +33,7 @@ def test_defaults_describe_the_local_three_broker_stack() -> None:
     assert settings.min_insync_replicas == 2
     assert settings.compute_concurrency == 10
     assert settings.persist_batch_size == 1000
-    assert settings.persist_batch_seconds == 0.02
+    assert settings.persist_batch_seconds == 0.01
     assert settings.max_body_bytes == 4 * 1024 * 1024
     assert settings.max_line_length == 1000
     assert settings.max_operations == 100_000
