@@ -47,6 +47,7 @@ class Metrics:
     http_seconds: Histogram
     jobs_created: Counter
     jobs_completed: Counter
+    results_stored: Counter
     results_ignored: Counter
     results_duplicated: Counter
     republished: Counter
@@ -95,6 +96,9 @@ class Metrics:
             ),
             jobs_created=Counter("jobs_created", "Jobs accepted", registry=r),
             jobs_completed=Counter("jobs_completed", "Jobs whose operations all ended", registry=r),
+            results_stored=Counter(
+                "results_stored", "Results persisted (each operation's first)", registry=r
+            ),
             results_ignored=Counter(
                 "results_ignored", "Results of deleted or finished jobs, dropped", registry=r
             ),

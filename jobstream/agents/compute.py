@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import faust
@@ -24,7 +25,7 @@ from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
-BATCH = 50  # request messages an actor takes at once (each carries up to 100 operations)
+BATCH = 10  # request messages an actor takes at once (each carries up to 100 operations)
 BATCH_SECONDS = 0.005  # how long it waits for a batch to fill
 
 
@@ -96,6 +97,9 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
                     with trace.use_span(publish, end_on_exit=False):
                         headers = trace_headers()
                     outgoing += [(key, value, headers) for key, value in result_messages(results)]
+                # evaluating a message is synchronous (up to 100 operations, a few ms each at
+                # worst): let heartbeats and the other actors run between messages
+                await asyncio.sleep(0)
             await publish_durably(topics.responses, outgoing, metrics)
             for span in reversed(spans):
                 span.end()

@@ -921,23 +921,23 @@ async def until(predicate: Callable[[], Awaitable[bool] | bool], timeout: float,
     await eventually(predicate, timeout=timeout, interval=0.2, description=what)
 
 
+#: Per-operation counters of each topic's consumers: operations evaluated by a server (requests),
+#: results persisted by a client (responses). Messages carry up to 100 operations each, so
+#: operations, not messages, tell how busy a worker is.
+WORK_DONE = {REQUEST_TOPIC: "operations_evaluated_total", RESPONSE_TOPIC: "results_stored_total"}
+
+
 async def busy(
     system: System, load: Load, *, accepted: int, worker: str, topic: str, at_least: int
 ) -> None:
-    """Wait until `accepted` jobs are in and `worker` consumed `at_least` messages of `topic`
+    """Wait until `accepted` jobs are in and `worker` handled `at_least` operations from `topic`
     since now: the victim is busy, mid-load."""
     await system.sampler.sample()
     start = system.sampler.snapshot()
 
     async def ready() -> bool:
         await system.sampler.sample()
-        grown = delta(
-            start,
-            system.sampler.snapshot(),
-            "consumer_messages_received_total",
-            [worker],
-            topic=topic,
-        )
+        grown = delta(start, system.sampler.snapshot(), WORK_DONE[topic], [worker])
         return len(load.accepted) >= accepted and grown >= at_least
 
     await until(ready, 120, f"{worker} busy on {topic} with {accepted} jobs accepted")
