@@ -76,7 +76,7 @@ test-integration: install ## integration tests (needs `make infra-up`)
 test-e2e: install ## end-to-end tests (needs `make infra-up`; starts and stops the workers)
 	$(BIN)/pytest tests/e2e
 
-test-chaos: install ## the fault-injection suite (kills workers and brokers; ~15 min); report in tests/chaos/report/
+test-chaos: install ## only the fault-injection suite (kills workers and brokers; ~10 min); report in tests/chaos/report/
 	$(MAKE) infra-up
 	@status=0; \
 	$(BIN)/pytest -m chaos tests/chaos || status=$$?; \
@@ -89,10 +89,10 @@ bench: install $(BENCH_STAMP) ## the benchmark: stack lock, fresh database, 3+3 
 bench-quick: install $(BENCH_STAMP) ## a ~2.5-minute benchmark
 	bench/run.sh --quick
 
-test: install ## install, start the services, lint, run the whole suite, stop everything (also on failure)
+test: install ## install, start the services, lint, run every suite (fault suite last), stop everything (also on failure)
 	$(MAKE) infra-up
 	@status=0; \
-	$(MAKE) lint && $(BIN)/pytest || status=$$?; \
+	$(MAKE) lint && $(BIN)/pytest && $(BIN)/pytest -m chaos tests/chaos || status=$$?; \
 	$(DEV) stop; \
 	$(MAKE) infra-down; \
 	exit $$status

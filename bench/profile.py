@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def find_py_spy(explicit: str | None = None) -> str | None:
-    """The py-spy executable: the given path, or py-spy on PATH, or None."""
+    """The py-spy executable: the given path, the one beside this Python (the bench extra
+    installs it), or py-spy on PATH, or None."""
     if explicit:
         return explicit if Path(explicit).exists() else None
-    return shutil.which("py-spy")
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 def _short(frame: str) -> str:
