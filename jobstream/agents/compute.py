@@ -26,7 +26,7 @@ from jobstream.topics import Topics
 log = logging.getLogger(__name__)
 
 BATCH = 10  # request messages an actor takes at once (each carries up to 100 operations)
-BATCH_SECONDS = 0.005  # how long it waits for a batch to fill
+BATCH_SECONDS = 0.02  # how long it waits for a batch to fill
 
 
 def evaluate(request: OperationRequest, limits: expressions.Limits) -> OperationResult:
