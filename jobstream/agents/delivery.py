@@ -34,18 +34,7 @@ async def send_durably(
     name = topic.get_topic_name()
     with tracer.start_as_current_span(f"publish {name}", kind=SpanKind.PRODUCER):
         carried = {**(headers or {}), **(trace_headers() or {})} or None
-        backoff = 0.1
-        while True:
-            try:
-                pending = await topic.send(key=key, value=value, headers=carried)
-                await pending
-                metrics.messages_produced.labels(topic=name).inc()
-                return
-            except KafkaError as exc:
-                metrics.produce_errors.labels(topic=name).inc()
-                log.warning("publishing to %s failed (%s); retrying in %.1fs", name, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+        await publish_durably(topic, [(key, value, carried)], metrics)
 
 
 async def dead_letter(topics: Topics, event: faust.EventT, reason: str, metrics: Metrics) -> None:

@@ -60,7 +60,7 @@ class ResultWriter:
                     self._metrics.results_duplicated.inc()
             touched[job_id] = progress
 
-        stored = await self._repository.record_results(fresh)
+        inserted = await self._repository.record_results(fresh)
         saved = await self._repository.save_progress(
             [Progress(j, p.succeeded, p.failed, p.complete) for j, p in touched.items()]
         )
@@ -73,7 +73,7 @@ class ResultWriter:
                 await self._repository.drop_results(gone)
             for job_id in saved.stale:
                 self._metrics.results_ignored.inc(len(by_job[job_id]))
-        self._metrics.results_stored.inc(stored)
+        self._metrics.results_stored.inc(inserted)
         for job_id, progress in touched.items():
             key = job_id.encode()
             if job_id in saved.stale or progress.complete:
