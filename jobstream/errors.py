@@ -9,7 +9,8 @@ JobstreamError
 │   ├── JobTooLarge            the body, a line or the operation count is over its limit (413)
 │   └── UnsupportedMediaType   the body is neither text/plain nor application/json (415)
 ├── NotFound                   no such job or operation (HTTP 404)
-└── StorageError               the database failed or was unreachable (driver errors, converted)
+└── StorageError               the database failed or was unreachable (driver errors, converted);
+                               `transient` tells a database that is down from a refused command
 """
 
 from __future__ import annotations
@@ -62,4 +63,13 @@ class NotFound(JobstreamError):
 
 
 class StorageError(JobstreamError):
-    """The database failed or could not be reached."""
+    """The database failed or could not be reached.
+
+    `transient` is True when retrying can cure it (the database is unreachable, restarting or
+    electing a primary) and False when the database refused the command itself, which retrying the
+    same command will not change.
+    """
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

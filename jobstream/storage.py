@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -26,7 +26,14 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WTimeoutError,
+)
 
 from jobstream.errors import NotFound, StorageError
 from jobstream.models import Job, Operation, OperationResult, operation_id
@@ -38,6 +45,13 @@ T = TypeVar("T")
 
 DUPLICATE_KEY = 11000
 INSERT_CHUNK = 5000
+#: Operations (and results) removed per delete command. FerretDB on PostgreSQL refuses a delete
+#: matching more than 65,535 documents ("extended protocol limited to 65535 parameters"); bounded
+#: deletes also keep each command short on MongoDB.
+DELETE_CHUNK = 10_000
+#: A job being deleted: invisible to the API, refused by progress updates, finished by any retry.
+DELETING = "deleting"
+VISIBLE = {"$in": ["in_progress", "completed"]}
 CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
 
 
@@ -75,8 +89,9 @@ class Outcomes:
 
 
 class Repository(Protocol):
-    """What the views need from storage (the agents use MongoRepository's wider surface)."""
+    """Everything jobstream asks of storage; `MongoRepository` and `MemoryRepository` provide it."""
 
+    # -- the API ------------------------------------------------------------------------------
     async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job: ...
     async def get_job(self, job_id: str) -> Job: ...
     async def list_jobs(self, page: int, size: int) -> tuple[int, list[Job]]: ...
@@ -85,6 +100,20 @@ class Repository(Protocol):
     async def list_operations(
         self, job_id: str, page: int, size: int
     ) -> tuple[int, list[Operation]]: ...
+
+    # -- persisting results -----------------------------------------------------------------
+    async def record_results(self, results: Sequence[OperationResult]) -> int: ...
+    async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress: ...
+    async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]: ...
+    async def drop_results(self, totals: Mapping[str, int]) -> None: ...
+
+    # -- reconciliation -----------------------------------------------------------------------
+    async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]: ...
+    async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]: ...
+    async def pending_operations(self, job_id: str) -> list[Operation]: ...
+    async def count_outcomes(self, job: Job) -> Outcomes: ...
+    async def note_reconciled(self, job_id: str) -> int: ...
+    async def count_jobs_by_status(self) -> dict[str, int]: ...
 
 
 def _converted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -99,9 +128,30 @@ def _converted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
                 return await fn(*args, **kwargs)
             except PyMongoError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise StorageError(f"{fn.__name__}: {type(exc).__name__}: {exc}") from exc
+                raise StorageError(
+                    f"{fn.__name__}: {type(exc).__name__}: {exc}", transient=is_transient(exc)
+                ) from exc
 
     return wrapper
+
+
+#: Server error codes that name a passing state of the deployment, not the command itself:
+#: shutdown, elections, a primary stepping down, network and time-limit errors.
+TRANSIENT_CODES = frozenset(
+    {6, 7, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+)
+
+
+def is_transient(exc: PyMongoError) -> bool:
+    """Whether retrying can cure the error: the database is unreachable or changing primaries."""
+    if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
+        return True  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
+    if exc.has_error_label("RetryableWriteError") or exc.has_error_label("ResetPool"):
+        return True
+    if isinstance(exc, BulkWriteError):
+        codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+        return bool(codes) and codes <= TRANSIENT_CODES
+    return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
 
 
 def utcnow() -> datetime:
@@ -187,8 +237,8 @@ class MongoRepository:
 
     @_converted
     async def get_job(self, job_id: str) -> Job:
-        """The job, or NotFound."""
-        doc = await self._jobs.find_one({"_id": job_id})
+        """The job, or NotFound (also while it is being deleted)."""
+        doc = await self._jobs.find_one({"_id": job_id, "status": VISIBLE})
         if doc is None:
             raise NotFound(f"job {job_id} not found")
         return _job(doc)
@@ -196,9 +246,9 @@ class MongoRepository:
     @_converted
     async def list_jobs(self, page: int, size: int) -> tuple[int, list[Job]]:
         """One page of jobs, newest first, and the total count."""
-        total = await self._jobs.count_documents({})
+        total = await self._jobs.count_documents({"status": VISIBLE})
         cursor = (
-            self._jobs.find({})
+            self._jobs.find({"status": VISIBLE})
             .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
             .skip((page - 1) * size)
             .limit(size)
@@ -207,12 +257,36 @@ class MongoRepository:
 
     @_converted
     async def delete_job(self, job_id: str) -> None:
-        """Remove a job, then its operations and results; late results then find nothing live."""
-        deleted = await self._jobs.delete_one({"_id": job_id})
-        if deleted.deleted_count == 0:
+        """Remove a job with its operations and results, or finish a deletion that stopped half-way.
+
+        The job is first marked as being deleted (the API no longer shows it and late results no
+        longer count), then its operations and results go in bounded chunks, and the job document
+        last: a failure at any point leaves a job that a retried DELETE, or the reconciliation
+        sweep, deletes to the end.
+        """
+        doc = await self._jobs.find_one_and_update(
+            {"_id": job_id}, {"$set": {"status": DELETING, "updated_at": utcnow()}}
+        )
+        if doc is None:
             raise NotFound(f"job {job_id} not found")
-        await self._operations.delete_many({"job_id": job_id})
-        await self._results.delete_many({"job_id": job_id})
+        await self._purge(self._operations, job_id, doc["total"])
+        await self._purge(self._results, job_id, doc["total"])
+        await self._jobs.delete_one({"_id": job_id, "status": DELETING})
+
+    async def _purge(self, collection: AsyncCollection, job_id: str, total: int) -> None:
+        """Delete a job's documents from a collection, DELETE_CHUNK operation indexes at a time."""
+        for start in range(1, total + 1, DELETE_CHUNK):
+            await collection.delete_many(
+                {"job_id": job_id, "index": {"$gte": start, "$lt": start + DELETE_CHUNK}}
+            )
+
+    @_converted
+    async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]:
+        """Ids of jobs whose deletion began before the given time and has not finished."""
+        cursor = self._jobs.find(
+            {"status": DELETING, "updated_at": {"$lt": updated_before}}, {"_id": 1}
+        ).limit(limit)
+        return [doc["_id"] async for doc in cursor]
 
     @_converted
     async def get_operation(self, job_id: str, index: int) -> Operation:
@@ -267,14 +341,17 @@ class MongoRepository:
 
     @_converted
     async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]:
-        """The ids among these that still have a job document (in any status)."""
-        docs = await _each(job_ids, lambda job_id: self._jobs.find_one({"_id": job_id}, {"_id": 1}))
+        """The ids among these whose job is still there (in progress or completed, not deleting)."""
+        docs = await _each(
+            job_ids,
+            lambda job_id: self._jobs.find_one({"_id": job_id, "status": VISIBLE}, {"_id": 1}),
+        )
         return {doc["_id"] for doc in docs if doc is not None}
 
     @_converted
-    async def drop_results(self, job_ids: Iterable[str]) -> None:
-        """Delete the results of these (deleted) jobs."""
-        await _each(job_ids, lambda job_id: self._results.delete_many({"job_id": job_id}))
+    async def drop_results(self, totals: Mapping[str, int]) -> None:
+        """Delete the results of these deleted jobs (job id -> its number of operations)."""
+        await _each(totals.items(), lambda item: self._purge(self._results, *item))
 
     @_converted
     async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress:

@@ -53,6 +53,8 @@ class Metrics:
     republished: Counter
     job_duration: Histogram
     jobs_by_status: Gauge
+    batches_parked: Counter
+    consumer_stalls: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -120,6 +122,17 @@ class Metrics:
                 "jobs",
                 "Jobs by status (reported by the reconciliation leader)",
                 ["status"],
+                registry=r,
+            ),
+            batches_parked=Counter(
+                "batches_parked",
+                "Event groups parked on the dead-letter topic after the database refused them",
+                ["topic"],
+                registry=r,
+            ),
+            consumer_stalls=Counter(
+                "consumer_stalls",
+                "Stalled consumers detected (partitions with lag not fetched); the worker restarts",
                 registry=r,
             ),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import faust
@@ -10,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 
 from jobstream import expressions
+from jobstream.agents.acks import held
 from jobstream.agents.delivery import Message, dead_letter, publish_durably
 from jobstream.errors import ExpressionError
 from jobstream.models import (
@@ -64,45 +66,54 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
     BATCH_SECONDS), evaluates every operation they carry, publishes the results (one message per
     request message) and waits for the broker's acknowledgements (acks=all) before the batch is
     acknowledged: a request's offset is committed only after its results are durable, and one
-    wait covers the whole batch. Concurrency > 1 can still commit past an
-    in-flight request on a crash (faust-streaming #606): the client's reconciliation loop
-    re-publishes whatever stays pending.
+    wait covers the whole batch (`held`: neither an error nor a shutdown acknowledges a batch
+    whose results were not published). Concurrency > 1 can still commit past an in-flight request
+    on a crash (faust-streaming #606): the client's reconciliation loop re-publishes whatever
+    stays pending.
+
+    Expressions are evaluated with the line length the API accepts (JOBSTREAM_MAX_LINE_LENGTH,
+    which both roles must share): a line the API took is never refused here for its length.
     """
-    limits = expressions.DEFAULT_LIMITS
+    limits = dataclasses.replace(expressions.DEFAULT_LIMITS, max_length=settings.max_line_length)
     request_topic = topics.requests.get_topic_name()
     response_topic = topics.responses.get_topic_name()
 
     @app.agent(topics.requests, name="compute", concurrency=settings.compute_concurrency)
     async def compute(stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH, BATCH_SECONDS):
-            outgoing: list[Message] = []
-            spans: list[Span] = []
-            for event in events:
-                span = tracer.start_span(
-                    f"process {request_topic}", context_from(event.headers), kind=SpanKind.CONSUMER
-                )
-                spans.append(span)
-                with trace.use_span(span, end_on_exit=False):
-                    try:
-                        requests = decode_requests(event.value)
-                    except InvalidEvent as exc:
-                        await dead_letter(topics, event, str(exc), metrics)
-                        continue
-                    span.set_attribute("jobstream.job_id", requests[0].job_id)
-                    span.set_attribute("jobstream.operations", len(requests))
-                    with tracer.start_as_current_span("evaluate"):
-                        results = [_timed(request, limits, metrics) for request in requests]
-                    publish = tracer.start_span(f"publish {response_topic}", kind=SpanKind.PRODUCER)
-                    spans.append(publish)
-                    with trace.use_span(publish, end_on_exit=False):
-                        headers = trace_headers()
-                    outgoing += [(key, value, headers) for key, value in result_messages(results)]
-                # evaluating a message is synchronous (up to 100 operations, a few ms each at
-                # worst): let heartbeats and the other actors run between messages
-                await asyncio.sleep(0)
-            await publish_durably(topics.responses, outgoing, metrics)
-            for span in reversed(spans):
-                span.end()
+            with held(events):  # acknowledged only once the results are durable
+                outgoing: list[Message] = []
+                spans: list[Span] = []
+                for event in events:
+                    span = tracer.start_span(
+                        f"process {request_topic}",
+                        context_from(event.headers),
+                        kind=SpanKind.CONSUMER,
+                    )
+                    spans.append(span)
+                    with trace.use_span(span, end_on_exit=False):
+                        try:
+                            requests = decode_requests(event.value)
+                        except InvalidEvent as exc:
+                            await dead_letter(topics, event, str(exc), metrics)
+                            continue
+                        span.set_attribute("jobstream.job_id", requests[0].job_id)
+                        span.set_attribute("jobstream.operations", len(requests))
+                        with tracer.start_as_current_span("evaluate"):
+                            results = [_timed(request, limits, metrics) for request in requests]
+                        publish = tracer.start_span(
+                            f"publish {response_topic}", kind=SpanKind.PRODUCER
+                        )
+                        spans.append(publish)
+                        with trace.use_span(publish, end_on_exit=False):
+                            headers = trace_headers()
+                        outgoing += [(k, v, headers) for k, v in result_messages(results)]
+                    # evaluating a message is synchronous (up to 100 operations, a few ms each at
+                    # worst): let heartbeats and the other actors run between messages
+                    await asyncio.sleep(0)
+                await publish_durably(topics.responses, outgoing, metrics)
+                for span in reversed(spans):
+                    span.end()
 
 
 def _timed(

@@ -8,6 +8,12 @@ One actor (Faust forbids table writes at concurrency > 1) takes batches of respo
    just-stored results are dropped, so nothing is resurrected);
 4. only then updates the table, and acknowledges the batch.
 A crash anywhere before 4 re-delivers the batch, which the steps above make harmless.
+
+No batch blocks its partitions for good: a batch is retried for as long as the database is
+unreachable, but one that the database refuses (the command itself fails, PARKING_REFUSALS times)
+is stored job by job, and the events of a job that is still refused are parked on the dead-letter
+topic with their origin, like undecodable events; reconciliation then deals with that job's
+pending operations.
 """
 
 from __future__ import annotations
@@ -15,27 +21,43 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import faust
 from opentelemetry.trace import Span, SpanKind
 
+from jobstream.agents.acks import held
 from jobstream.agents.delivery import MAX_BACKOFF, dead_letter
 from jobstream.errors import StorageError
 from jobstream.models import InvalidEvent, OperationResult, decode_results
 from jobstream.settings import Settings
-from jobstream.storage import MongoRepository, Progress, utcnow
+from jobstream.storage import Progress, Repository, utcnow
 from jobstream.tables.progress import JobProgress
 from jobstream.telemetry import Metrics, context_from, is_sampled, tracer
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
 
+#: Refusals of the same batch (not outages: the database answered "no") before it is split by job
+#: and what is still refused is parked.
+PARKING_REFUSALS = 3
+
+
+class ProgressTable(Protocol):
+    """The part of the Faust table (or of a dict, in tests) the writer uses."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def __contains__(self, key: object) -> bool: ...
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+    def __delitem__(self, key: bytes) -> None: ...
+
 
 class ResultWriter:
     """Applies batches of results to storage and the progress table (steps 1-4 above)."""
 
-    def __init__(self, repository: MongoRepository, table: faust.Table, metrics: Metrics) -> None:
+    def __init__(self, repository: Repository, table: ProgressTable, metrics: Metrics) -> None:
         self._repository = repository
         self._table = table
         self._metrics = metrics
@@ -70,7 +92,7 @@ class ResultWriter:
         if saved.stale:
             gone = saved.stale - await self._repository.existing_jobs(saved.stale)
             if gone:
-                await self._repository.drop_results(gone)
+                await self._repository.drop_results({j: touched[j].total for j in gone})
             for job_id in saved.stale:
                 self._metrics.results_ignored.inc(len(by_job[job_id]))
         self._metrics.results_stored.inc(inserted)
@@ -87,38 +109,55 @@ class ResultWriter:
                 self._table[key] = progress.encode()
 
 
+@dataclass(frozen=True)
+class Received:
+    """One response event and the results it carries (all of one job)."""
+
+    event: faust.EventT
+    results: list[OperationResult]
+
+
+Park = Callable[[faust.EventT, str], Awaitable[None]]
+
+
 def register_persist(
     app: faust.App,
     topics: Topics,
     settings: Settings,
-    repository: MongoRepository,
+    repository: Repository,
     table: faust.Table,
     metrics: Metrics,
 ) -> None:
     """Register the persisting agent (one actor per worker, batches of responses)."""
     writer = ResultWriter(repository, table, metrics)
 
+    async def park(event: faust.EventT, reason: str) -> None:
+        await dead_letter(topics, event, reason, metrics)
+
     @app.agent(topics.responses, name="persist", concurrency=1)
     async def persist(stream: faust.StreamT) -> None:
         batches = stream.take_events(settings.persist_batch_size, settings.persist_batch_seconds)
         async for events in batches:
-            results: list[OperationResult] = []
-            spans: list[Span] = []
-            for event in events:
-                context = context_from(event.headers)
-                if is_sampled(context):  # a span per traced result; none at all otherwise
-                    spans.append(
-                        tracer.start_span(
-                            f"persist {event.message.topic}", context, kind=SpanKind.CONSUMER
+            with held(events):  # acknowledged only if everything below completes
+                received: list[Received] = []
+                spans: list[Span] = []
+                for event in events:
+                    context = context_from(event.headers)
+                    if is_sampled(context):  # a span per traced result; none at all otherwise
+                        spans.append(
+                            tracer.start_span(
+                                f"persist {event.message.topic}", context, kind=SpanKind.CONSUMER
+                            )
                         )
-                    )
-                try:
-                    results += _checked(decode_results(event.value), settings.max_operations)
-                except InvalidEvent as exc:
-                    await dead_letter(topics, event, str(exc), metrics)
-            await _until_stored(writer, results)
-            for span in spans:
-                span.end()
+                    try:
+                        results = _checked(decode_results(event.value), settings.max_operations)
+                    except InvalidEvent as exc:
+                        await park(event, str(exc))
+                        continue
+                    received.append(Received(event, results))
+                await store_batch(writer, received, park, metrics)
+                for span in spans:
+                    span.end()
 
 
 def _checked(results: list[OperationResult], max_operations: int) -> list[OperationResult]:
@@ -129,16 +168,57 @@ def _checked(results: list[OperationResult], max_operations: int) -> list[Operat
     return results
 
 
-async def _until_stored(writer: ResultWriter, results: list[OperationResult]) -> None:
-    """Retry a batch until MongoDB takes it: the batch must not be acknowledged unstored."""
+async def store_batch(
+    writer: ResultWriter, received: Sequence[Received], park: Park, metrics: Metrics
+) -> None:
+    """Store a batch, or park the events of the jobs the database refuses; see the docstring."""
+    refused = await _until_stored(writer, [r for item in received for r in item.results])
+    if refused is None:
+        return
+    by_job: dict[str, list[Received]] = defaultdict(list)
+    for item in received:
+        by_job[item.results[0].job_id].append(item)
+    log.error(
+        "the database refused a batch (%s); storing its %d jobs one by one", refused, len(by_job)
+    )
+    for job_id, items in by_job.items():
+        refused = await _until_stored(writer, [r for item in items for r in item.results])
+        if refused is None:
+            continue
+        log.error(
+            "parking %d events of job %s: the database refuses them (%s)",
+            len(items),
+            job_id,
+            refused,
+        )
+        for item in items:
+            metrics.batches_parked.labels(topic=item.event.message.topic).inc()
+            await park(item.event, f"the database refused these results: {refused}")
+
+
+async def _until_stored(writer: ResultWriter, results: list[OperationResult]) -> str | None:
+    """Apply results, retrying while the database is unreachable; what it refused, or None.
+
+    The batch must not be acknowledged unstored, so outages are waited out for as long as they
+    last; a refusal (or a bug of ours) is retried PARKING_REFUSALS times, then reported.
+    """
     backoff = 0.1
+    refusals = 0
     while True:
         try:
             await writer.apply(results)
-            return
+            return None
         except StorageError as exc:
-            log.warning(
-                "storing %d results failed (%s); retrying in %.1fs", len(results), exc, backoff
-            )
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            error = str(exc)
+            refusals += 0 if exc.transient else 1
+        except Exception as exc:  # never let a bug acknowledge or block the batch
+            log.exception("storing %d results raised", len(results))
+            error = f"{type(exc).__name__}: {exc}"
+            refusals += 1
+        if refusals >= PARKING_REFUSALS:
+            return error
+        log.warning(
+            "storing %d results failed (%s); retrying in %.1fs", len(results), error, backoff
+        )
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, MAX_BACKOFF)

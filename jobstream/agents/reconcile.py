@@ -7,17 +7,20 @@ faust-streaming #606, a progress update lost with a crashed worker's table) and:
 - otherwise publishes the requests of the operations without a result again, and after
   `max_attempts` reconciliations fails them instead, through the normal response path, so that the
   progress table counts them like any other result.
+It also finishes deletions that stopped half-way (the DELETE was not retried), so no operation or
+result of a deleted job outlives it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
 import faust
 
 from jobstream.agents.delivery import send_many_durably
-from jobstream.errors import StorageError
+from jobstream.errors import NotFound, StorageError
 from jobstream.models import (
     Job,
     Operation,
@@ -27,7 +30,7 @@ from jobstream.models import (
     result_messages,
 )
 from jobstream.settings import Settings
-from jobstream.storage import MongoRepository, Progress, utcnow
+from jobstream.storage import Progress, Repository, utcnow
 from jobstream.telemetry import Metrics
 from jobstream.topics import Topics
 
@@ -40,7 +43,7 @@ class Reconciler:
     """One reconciliation pass at a time; see the module docstring."""
 
     def __init__(
-        self, repository: MongoRepository, topics: Topics, settings: Settings, metrics: Metrics
+        self, repository: Repository, topics: Topics, settings: Settings, metrics: Metrics
     ) -> None:
         self._repository = repository
         self._topics = topics
@@ -50,6 +53,10 @@ class Reconciler:
     async def run_once(self) -> int:
         """Reconcile stalled jobs; returns how many operations were published again."""
         cutoff = utcnow() - timedelta(seconds=self._settings.reconcile_after)
+        for job_id in await self._repository.unfinished_deletions(cutoff, JOBS_PER_TICK):
+            log.warning("reconciliation finishes the deletion of job %s", job_id)
+            with contextlib.suppress(NotFound):  # finished meanwhile
+                await self._repository.delete_job(job_id)
         republished = 0
         for job in await self._repository.stalled_jobs(cutoff, JOBS_PER_TICK):
             republished += await self._reconcile(job)
@@ -103,7 +110,7 @@ def register_reconcile(
     app: faust.App,
     topics: Topics,
     settings: Settings,
-    repository: MongoRepository,
+    repository: Repository,
     metrics: Metrics,
 ) -> Reconciler:
     """Register the leader-only reconciliation timer."""

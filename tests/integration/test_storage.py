@@ -91,7 +91,7 @@ async def test_deleted_job_is_gone_and_its_late_results_can_be_dropped(
     await repository.record_results([result(job_id, 1)])  # arrives after the delete
     assert (await repository.save_progress([Progress(job_id, 1, 0, True)])).stale == {job_id}
     assert await repository.existing_jobs([job_id]) == set()
-    await repository.drop_results([job_id])
+    await repository.drop_results({job_id: 2})
     assert await repository.pending_operations(job_id) == []
 
 
@@ -136,3 +136,48 @@ async def test_reconciliation_queries(repository: MongoRepository) -> None:
     assert await repository.note_reconciled(job_id) == 2
     assert await repository.stalled_jobs(utcnow() - timedelta(seconds=60), limit=10) == []
     assert await repository.count_jobs_by_status() == {"in_progress": 1, "completed": 0}
+
+
+async def test_deletion_goes_in_bounded_chunks_and_leaves_nothing_behind(
+    repository: MongoRepository, mongo_db: AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a job of 7 operations, all with results, and deletes of at most 3 documents each
+    monkeypatch.setattr("jobstream.storage.DELETE_CHUNK", 3)
+    job_id = "9" * 32
+    await repository.create_job(job_id, [str(n) for n in range(7)])
+    await repository.record_results([result(job_id, i, total=7) for i in range(1, 8)])
+
+    # When it is deleted
+    await repository.delete_job(job_id)
+
+    # Then no document of it is left in any collection
+    for name in ("jobs", "operations", "results"):
+        assert await mongo_db[name].count_documents({"job_id": job_id}) == 0, name
+    assert await mongo_db["jobs"].count_documents({"_id": job_id}) == 0
+
+
+async def test_a_deletion_stopped_half_way_is_invisible_and_a_retry_finishes_it(
+    repository: MongoRepository, mongo_db: AsyncDatabase
+) -> None:
+    # Given a job whose deletion began (marked) and stopped before its documents were removed
+    job_id = "8" * 32
+    await repository.create_job(job_id, ["1", "2"])
+    await mongo_db["jobs"].update_one(
+        {"_id": job_id},
+        {"$set": {"status": "deleting", "updated_at": utcnow() - timedelta(hours=1)}},
+    )
+
+    # Then the API no longer sees it, progress updates refuse it, and the sweep finds it
+    with pytest.raises(NotFound):
+        await repository.get_job(job_id)
+    assert job_id not in {job.id for job in (await repository.list_jobs(1, 100))[1]}
+    assert (await repository.save_progress([Progress(job_id, 1, 0, False)])).stale == {job_id}
+    assert await repository.existing_jobs([job_id]) == set()
+    assert await repository.unfinished_deletions(utcnow(), 10) == [job_id]
+
+    # When the deletion is retried, it finishes
+    await repository.delete_job(job_id)
+    assert await mongo_db["operations"].count_documents({"job_id": job_id}) == 0
+    assert await repository.unfinished_deletions(utcnow(), 10) == []
+    with pytest.raises(NotFound):
+        await repository.delete_job(job_id)

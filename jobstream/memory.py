@@ -1,0 +1,219 @@
+"""An in-memory `Repository`, the twin of `MongoRepository` (as dramatiq ships a stub broker).
+
+It keeps the same contract (the first stored result of an operation wins, progress updates only
+apply to jobs in progress, a deleted job is invisible from the moment its deletion starts) so that
+the agents' logic can be tested in milliseconds, without a network. `fail` queues errors that the
+next calls of a method raise, to test what happens when the database fails mid-batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from jobstream.errors import NotFound
+from jobstream.models import Job, Operation, OperationResult, operation_id
+from jobstream.storage import DELETING, Outcomes, Progress, SavedProgress, utcnow
+
+VISIBLE = ("in_progress", "completed")
+
+
+@dataclass
+class _StoredJob:
+    job: Job
+    updated_at: datetime
+    status: str  # the job's status, or DELETING
+    reconciliations: int = 0
+
+
+class MemoryRepository:
+    """Jobs, operations and results in dictionaries; one instance is one database."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, _StoredJob] = {}
+        self._operations: dict[str, dict[int, str]] = {}
+        self._results: dict[str, dict[int, OperationResult]] = defaultdict(dict)
+        self._failures: dict[str, list[BaseException]] = defaultdict(list)
+        #: How many times each method was called (for assertions on database work).
+        self.calls: dict[str, int] = defaultdict(int)
+
+    # -- test hooks ---------------------------------------------------------------------------
+
+    def fail(self, method: str, *errors: BaseException) -> None:
+        """Make the next calls of `method` raise these errors, one per call, in order."""
+        self._failures[method].extend(errors)
+
+    def stored_results(self, job_id: str) -> dict[int, OperationResult]:
+        """The results stored for a job, by operation index (a copy)."""
+        return dict(self._results.get(job_id, {}))
+
+    def backdate(self, job_id: str, updated_at: datetime) -> None:
+        """Pretend a job's counters last moved at the given time."""
+        self._jobs[job_id].updated_at = updated_at
+
+    def _enter(self, method: str) -> None:
+        self.calls[method] += 1
+        if self._failures[method]:
+            raise self._failures[method].pop(0)
+
+    def _visible(self, job_id: str) -> _StoredJob:
+        stored = self._jobs.get(job_id)
+        if stored is None or stored.status not in VISIBLE:
+            raise NotFound(f"job {job_id} not found")
+        return stored
+
+    # -- the API ------------------------------------------------------------------------------
+
+    async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job:
+        self._enter("create_job")
+        now = utcnow()
+        self._operations.setdefault(job_id, dict(enumerate(expressions, start=1)))
+        if job_id not in self._jobs:
+            job = Job(job_id, "in_progress", len(expressions), 0, 0, now, None)
+            self._jobs[job_id] = _StoredJob(job, now, "in_progress")
+        return self._jobs[job_id].job
+
+    async def get_job(self, job_id: str) -> Job:
+        self._enter("get_job")
+        return self._visible(job_id).job
+
+    async def list_jobs(self, page: int, size: int) -> tuple[int, list[Job]]:
+        self._enter("list_jobs")
+        jobs = [s.job for s in self._jobs.values() if s.status in VISIBLE]
+        jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
+        return len(jobs), jobs[(page - 1) * size : page * size]
+
+    async def delete_job(self, job_id: str) -> None:
+        self._enter("delete_job")
+        stored = self._jobs.get(job_id)
+        if stored is None:
+            raise NotFound(f"job {job_id} not found")
+        stored.status = DELETING
+        stored.updated_at = utcnow()
+        self._enter("delete_job:purge")  # a failure here leaves the job half-deleted
+        self._operations.pop(job_id, None)
+        self._results.pop(job_id, None)
+        del self._jobs[job_id]
+
+    async def get_operation(self, job_id: str, index: int) -> Operation:
+        self._enter("get_operation")
+        expression = self._operations.get(job_id, {}).get(index)
+        if expression is None:
+            raise NotFound(f"operation {operation_id(job_id, index)} not found")
+        return self._operation(job_id, index, expression)
+
+    async def list_operations(
+        self, job_id: str, page: int, size: int
+    ) -> tuple[int, list[Operation]]:
+        self._enter("list_operations")
+        total = self._visible(job_id).job.total
+        first = (page - 1) * size + 1
+        operations = self._operations.get(job_id, {})
+        indexes = range(first, min(first + size, total + 1))
+        return total, [self._operation(job_id, i, operations[i]) for i in indexes]
+
+    def _operation(self, job_id: str, index: int, expression: str) -> Operation:
+        result = self._results.get(job_id, {}).get(index)
+        return Operation(
+            id=operation_id(job_id, index),
+            job_id=job_id,
+            index=index,
+            expression=expression,
+            status="pending" if result is None else result.status,
+            result=None if result is None else result.result,
+            error=None if result is None else result.error,
+        )
+
+    # -- persisting results -------------------------------------------------------------------
+
+    async def record_results(self, results: Sequence[OperationResult]) -> int:
+        self._enter("record_results")
+        inserted = 0
+        for result in results:
+            stored = self._results[result.job_id]
+            if result.index not in stored:
+                stored[result.index] = result
+                inserted += 1
+        return inserted
+
+    async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress:
+        self._enter("save_progress")
+        now = utcnow()
+        saved = SavedProgress(set(), {})
+        for p in progress:
+            stored = self._jobs.get(p.job_id)
+            if stored is None or stored.status != "in_progress":
+                saved.stale.add(p.job_id)
+                continue
+            changes: dict[str, Any] = {"succeeded": p.succeeded, "failed": p.failed}
+            if p.complete:
+                changes |= {"status": "completed", "finished_at": now}
+                stored.status = "completed"
+                saved.completed[p.job_id] = stored.job.created_at
+            stored.job = replace(stored.job, **changes)
+            stored.updated_at = now
+        return saved
+
+    async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]:
+        self._enter("existing_jobs")
+        return {j for j in job_ids if j in self._jobs and self._jobs[j].status in VISIBLE}
+
+    async def drop_results(self, totals: Mapping[str, int]) -> None:
+        self._enter("drop_results")
+        for job_id in totals:
+            self._results.pop(job_id, None)
+
+    # -- reconciliation -----------------------------------------------------------------------
+
+    async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]:
+        self._enter("stalled_jobs")
+        stalled = [
+            s.job
+            for s in self._jobs.values()
+            if s.status == "in_progress" and s.updated_at < updated_before
+        ]
+        return stalled[:limit]
+
+    async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]:
+        self._enter("unfinished_deletions")
+        ids = [
+            job_id
+            for job_id, s in self._jobs.items()
+            if s.status == DELETING and s.updated_at < updated_before
+        ]
+        return ids[:limit]
+
+    async def pending_operations(self, job_id: str) -> list[Operation]:
+        self._enter("pending_operations")
+        done = self._results.get(job_id, {})
+        return [
+            self._operation(job_id, index, text)
+            for index, text in self._operations.get(job_id, {}).items()
+            if index not in done
+        ]
+
+    async def count_outcomes(self, job: Job) -> Outcomes:
+        self._enter("count_outcomes")
+        results = self._results.get(job.id, {}).values()
+        succeeded = sum(1 for r in results if r.status == "succeeded")
+        return Outcomes(job.total, succeeded, len(results) - succeeded)
+
+    async def note_reconciled(self, job_id: str) -> int:
+        self._enter("note_reconciled")
+        stored = self._jobs.get(job_id)
+        if stored is None or stored.status != "in_progress":
+            return 0
+        stored.reconciliations += 1
+        stored.updated_at = utcnow()
+        return stored.reconciliations
+
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        self._enter("count_jobs_by_status")
+        counts = dict.fromkeys(VISIBLE, 0)
+        for s in self._jobs.values():
+            if s.status in counts:
+                counts[s.status] += 1
+        return counts

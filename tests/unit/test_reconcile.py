@@ -1,0 +1,140 @@
+"""The reconciliation pass on the in-memory repository and in-process topics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fakes import FakeTopics
+
+from jobstream.agents.reconcile import Reconciler
+from jobstream.errors import NotFound, StorageError
+from jobstream.memory import MemoryRepository
+from jobstream.models import OperationResult, decode_requests, decode_results
+from jobstream.settings import Settings
+from jobstream.storage import utcnow
+from jobstream.telemetry import Metrics
+
+JOB = "c" * 32
+SETTINGS = Settings(reconcile_after=120.0, max_attempts=3)
+LONG_AGO = timedelta(seconds=600)
+
+
+@pytest.fixture
+def repository() -> MemoryRepository:
+    return MemoryRepository()
+
+
+@pytest.fixture
+def topics() -> FakeTopics:
+    return FakeTopics()
+
+
+@pytest.fixture
+def reconciler(repository: MemoryRepository, topics: FakeTopics) -> Reconciler:
+    return Reconciler(repository, topics, SETTINGS, Metrics.create())  # type: ignore[arg-type]
+
+
+def republished(topics: FakeTopics) -> list[tuple[int, int]]:
+    """(index, attempt) of every request published again."""
+    return [(r.index, r.attempt) for _, v, _ in topics.requests.sent for r in decode_requests(v)]
+
+
+async def test_a_recent_job_is_left_alone(
+    repository: MemoryRepository, reconciler: Reconciler, topics: FakeTopics
+) -> None:
+    await repository.create_job(JOB, ["1", "2"])
+
+    assert await reconciler.run_once() == 0
+    assert topics.requests.sent == []
+
+
+async def test_a_stalled_job_has_only_its_pending_operations_published_again(
+    repository: MemoryRepository, reconciler: Reconciler, topics: FakeTopics
+) -> None:
+    # Given a job whose first operation has a result and whose counters stopped moving long ago
+    await repository.create_job(JOB, ["1", "2", "3"])
+    await repository.record_results([OperationResult(JOB, 1, 3, "succeeded", result="1")])
+    repository.backdate(JOB, utcnow() - LONG_AGO)
+
+    # When reconciliation runs
+    count = await reconciler.run_once()
+
+    # Then operations 2 and 3 are published again, as a second attempt, and the clock restarts
+    assert count == 2
+    assert republished(topics) == [(2, 2), (3, 2)]
+    assert await reconciler.run_once() == 0
+
+
+async def test_after_the_maximum_attempts_pending_operations_fail_through_the_response_path(
+    repository: MemoryRepository, reconciler: Reconciler, topics: FakeTopics
+) -> None:
+    await repository.create_job(JOB, ["1"])
+    for _ in range(SETTINGS.max_attempts - 1):
+        repository.backdate(JOB, utcnow() - LONG_AGO)
+        await reconciler.run_once()
+    assert republished(topics) == [(1, 2), (1, 3)]
+
+    # When the job stalls once more
+    repository.backdate(JOB, utcnow() - LONG_AGO)
+    await reconciler.run_once()
+
+    # Then its operation is failed with a "gave up" error, sent like any other result
+    results = [r for _, v, _ in topics.responses.sent for r in decode_results(v)]
+    assert [(r.index, r.status) for r in results] == [(1, "failed")]
+    assert "no result after 3 delivery attempts" in (results[0].error or "")
+
+
+async def test_a_job_whose_results_are_all_stored_is_completed_from_them(
+    repository: MemoryRepository, reconciler: Reconciler, topics: FakeTopics
+) -> None:
+    # Given every result stored but the completing update lost (a crashed worker's table)
+    await repository.create_job(JOB, ["1", "1/0"])
+    await repository.record_results(
+        [
+            OperationResult(JOB, 1, 2, "succeeded", result="1"),
+            OperationResult(JOB, 2, 2, "failed", error="division by zero"),
+        ]
+    )
+    repository.backdate(JOB, utcnow() - LONG_AGO)
+
+    await reconciler.run_once()
+
+    job = await repository.get_job(JOB)
+    assert (job.status, job.succeeded, job.failed) == ("completed", 1, 1)
+    assert topics.requests.sent == []
+
+
+async def test_a_deletion_that_stopped_half_way_is_finished(
+    repository: MemoryRepository, reconciler: Reconciler
+) -> None:
+    # Given a deletion that failed after the job was marked
+    await repository.create_job(JOB, ["1"])
+    repository.fail("delete_job:purge", StorageError("connection reset"))
+    with pytest.raises(StorageError):
+        await repository.delete_job(JOB)
+    with pytest.raises(NotFound):
+        await repository.get_job(JOB)  # already invisible
+    repository.backdate(JOB, utcnow() - LONG_AGO)
+
+    # When reconciliation runs
+    await reconciler.run_once()
+
+    # Then nothing of the job is left
+    assert await repository.pending_operations(JOB) == []
+    assert await repository.unfinished_deletions(utcnow(), 10) == []
+    with pytest.raises(NotFound):
+        await repository.delete_job(JOB)
+
+
+async def test_a_retried_delete_finishes_what_a_failed_one_started(
+    repository: MemoryRepository,
+) -> None:
+    await repository.create_job(JOB, ["1"])
+    repository.fail("delete_job:purge", StorageError("connection reset"))
+    with pytest.raises(StorageError):
+        await repository.delete_job(JOB)
+
+    await repository.delete_job(JOB)
+
+    assert await repository.unfinished_deletions(utcnow() + LONG_AGO, 10) == []
