@@ -383,9 +383,17 @@ def delta(
 # --- the system under test -----------------------------------------------------------------------
 
 
-async def run_script(*command: str, timeout: float = 180.0, check: bool = True) -> str:
-    """Run a script of the project (workers get the chaos environment); returns its output."""
-    env = {**os.environ, **CHAOS_ENV}
+async def run_script(
+    *command: str,
+    timeout: float = 180.0,
+    check: bool = True,
+    worker_env: dict[str, str] | None = None,
+) -> str:
+    """Run a script of the project; returns its output.
+
+    Workers it starts get `worker_env` (the chaos environment unless told otherwise).
+    """
+    env = {**os.environ, **(CHAOS_ENV if worker_env is None else worker_env)}
     done = await asyncio.to_thread(
         subprocess.run,
         list(command),
@@ -411,6 +419,8 @@ class System:
     mongo: AsyncMongoClient
     sampler: MetricsSampler
     stopped: set[str] = field(default_factory=set)  # infrastructure services this test stopped
+    #: What the workers are started with: tight reconciliation, or {} for the defaults.
+    worker_env: dict[str, str] = field(default_factory=lambda: dict(CHAOS_ENV))
 
     @property
     def db(self) -> AsyncDatabase:
@@ -420,18 +430,25 @@ class System:
         """SIGKILL workers at once (`dev.sh stop-one NAME --kill`)."""
         await self.sampler.sample()  # the victims' last counts
         log(f"SIGKILL {' '.join(names)}")
-        await asyncio.gather(*(run_script(DEV, "stop-one", n, "--kill") for n in names))
+        await asyncio.gather(
+            *(run_script(DEV, "stop-one", n, "--kill", worker_env=self.worker_env) for n in names)
+        )
 
     async def stop_worker(self, name: str) -> None:
         """SIGTERM one worker and wait for it to exit (`dev.sh stop-one NAME`)."""
         await self.sampler.sample()
         log(f"SIGTERM {name}")
-        await run_script(DEV, "stop-one", name, timeout=60)
+        await run_script(DEV, "stop-one", name, timeout=60, worker_env=self.worker_env)
 
     async def start_workers(self, *names: str) -> None:
         """Start workers again and wait for their health checks."""
         log(f"start {' '.join(names)}")
-        await asyncio.gather(*(run_script(DEV, "start-one", n, timeout=180) for n in names))
+        await asyncio.gather(
+            *(
+                run_script(DEV, "start-one", n, timeout=180, worker_env=self.worker_env)
+                for n in names
+            )
+        )
 
     async def stop_service(self, name: str, kill: bool = False) -> None:
         """Stop one infrastructure service (`infra.sh stop NAME [--kill]`); restored at teardown."""
@@ -887,6 +904,7 @@ async def run_scenario(
         "slowest_answer_seconds": round(max((s.seconds for s in load.submissions), default=0), 1),
         "fault_seconds": round(restored - injected, 1),
         "quiescence_seconds": round(quiesced - injected, 1) if quiesced else None,
+        "recovery_seconds": round(max(quiesced - restored, 0.0), 1) if quiesced else None,
         "quiescence_after_load_seconds": round(quiesced - load.finished_at, 1)
         if quiesced
         else None,

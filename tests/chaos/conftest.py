@@ -61,14 +61,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def system(service_checker: Any, mongo_url: str) -> AsyncIterator[System]:
-    """The 3 + 3 workers, ready; restores the infrastructure and stops the workers afterwards."""
+async def system(
+    request: pytest.FixtureRequest, service_checker: Any, mongo_url: str
+) -> AsyncIterator[System]:
+    """The 3 + 3 workers, ready; restores the infrastructure and stops the workers afterwards.
+
+    Scenarios marked `default_settings` get workers with jobstream's default settings (the
+    reconciliation timer at 120 s); the others get the tight chaos reconciliation.
+    """
     await service_checker.require("kafka", "ferretdb")
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
     mongo: AsyncMongoClient = AsyncMongoClient(
         mongo_url, tz_aware=True, serverSelectionTimeoutMS=5000, socketTimeoutMS=30_000
     )
     s = System(session, mongo, MetricsSampler(session))
+    if request.node.get_closest_marker("default_settings"):
+        s.worker_env = {}
     status = await run_script(DEV, "status", check=False)
     running = [line.split()[0] for line in status.splitlines() if "running" in line]
     if running:
@@ -81,7 +89,7 @@ async def system(service_checker: Any, mongo_url: str) -> AsyncIterator[System]:
         )
     try:
         log("starting the six workers")
-        await run_script(DEV, "start", timeout=240)
+        await run_script(DEV, "start", timeout=240, worker_env=s.worker_env)
         await pipeline_ready(s)
         await s.sampler.start()
         await wait_settled(s, timeout=90)  # what an earlier run left in the topics is consumed
@@ -92,6 +100,6 @@ async def system(service_checker: Any, mongo_url: str) -> AsyncIterator[System]:
             await s.restore()
         finally:
             log("stopping the workers")
-            await run_script(DEV, "stop", timeout=180, check=False)
+            await run_script(DEV, "stop", timeout=180, check=False, worker_env=s.worker_env)
             await session.close()
             await mongo.close()

@@ -1,0 +1,118 @@
+"""Recovery without the reconcile timer: faults under load with jobstream's default settings.
+
+The other scenarios tighten reconciliation (6 s) so that whatever a fault loses is found quickly.
+These run the workers as shipped (reconciliation after 120 s): recovery must come from Kafka
+redelivering what was not acknowledged, so every job completes well before the timer could have
+helped, and `reconciliation_republished_total` stays 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from chaoslib import (
+    CLIENTS,
+    REQUEST_TOPIC,
+    RESPONSE_TOPIC,
+    SERVERS,
+    Load,
+    System,
+    assert_passed,
+    busy,
+    generate_load,
+    now,
+    run_scenario,
+)
+
+pytestmark = [pytest.mark.chaos, pytest.mark.default_settings, pytest.mark.timeout(900)]
+
+#: Every job completes within this long after the last fault (the reconcile timer is 120 s).
+RECOVERY_LIMIT = 60.0
+SETTLE = 2.0
+DOWNTIME = 3.0
+
+
+def within_recovery_limit_and_nothing_republished(limit: float) -> Any:
+    async def check(record: dict[str, Any]) -> list[str]:
+        problems = []
+        if record["recovery_seconds"] is not None and record["recovery_seconds"] > limit:
+            problems.append(
+                f"last job completed {record['recovery_seconds']} s after the last fault "
+                f"(limit {limit:.0f} s)"
+            )
+        if record["republished"]:
+            problems.append(f"reconciliation re-published {record['republished']} operations")
+        return problems
+
+    return check
+
+
+async def test_rolling_sigterm_restart_recovers_without_reconciliation(system: System) -> None:
+    async def fault(load: Load) -> dict[str, Any]:
+        await busy(system, load, accepted=5, worker="server-1", topic=REQUEST_TOPIC, at_least=100)
+        injected = now()
+        for worker in SERVERS + CLIENTS:
+            await system.stop_worker(worker)
+            await system.start_workers(worker)
+            await asyncio.sleep(SETTLE)
+        restored = now()
+        await asyncio.sleep(5)
+        load.stop.set()
+        return {"injected_at": injected, "restored_at": restored}
+
+    record = await run_scenario(
+        system,
+        "rolling-restart-sigterm-default",
+        "rolling SIGTERM restart of all six workers, default settings (reconcile after 120 s)",
+        fault,
+        specs=generate_load(240, seed=501, max_ops=200),
+        spacing=1.0,
+        concurrency=3,
+        extra=within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT),
+    )
+    assert_passed(record)
+
+
+async def test_sigkill_one_server_recovers_without_reconciliation(system: System) -> None:
+    async def fault(load: Load) -> dict[str, Any]:
+        await busy(system, load, accepted=8, worker="server-2", topic=REQUEST_TOPIC, at_least=200)
+        injected = now()
+        await system.kill_workers("server-2")
+        await asyncio.sleep(DOWNTIME)
+        await system.start_workers("server-2")
+        return {"injected_at": injected, "restored_at": now(), "victims": ["server-2"]}
+
+    record = await run_scenario(
+        system,
+        "server-sigkill-one-default",
+        "SIGKILL one server worker mid-load, default settings (reconcile after 120 s)",
+        fault,
+        specs=generate_load(30, seed=502),
+        extra=within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT),
+    )
+    assert_passed(record)
+
+
+async def test_sigkill_a_persisting_client_recovers_without_reconciliation(
+    system: System,
+) -> None:
+    async def fault(load: Load) -> dict[str, Any]:
+        await busy(system, load, accepted=8, worker="client-3", topic=RESPONSE_TOPIC, at_least=200)
+        injected = now()
+        await system.kill_workers("client-3")
+        await asyncio.sleep(DOWNTIME)
+        await system.start_workers("client-3")
+        return {"injected_at": injected, "restored_at": now(), "victims": ["client-3"]}
+
+    record = await run_scenario(
+        system,
+        "client-sigkill-persisting-default",
+        "SIGKILL a client worker while it persists results, default settings",
+        fault,
+        specs=generate_load(30, seed=503),
+        targets=("http://127.0.0.1:8080", "http://127.0.0.1:8081"),  # not the victim's API
+        extra=within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT),
+    )
+    assert_passed(record)
