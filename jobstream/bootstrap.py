@@ -40,6 +40,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.request_topic, settings.partitions, common),
         TopicSpec(settings.response_topic, settings.partitions, common),
         TopicSpec(settings.dead_letter_topic, settings.partitions, common),
+        # Live views only (every client follows it from its end): an hour of history is plenty.
+        TopicSpec(
+            settings.job_events_topic,
+            settings.partitions,
+            {**common, "retention.ms": str(3_600_000), "segment.ms": str(600_000)},
+        ),
         TopicSpec(
             f"{settings.client_group}-{PROGRESS_TABLE}-changelog",
             settings.partitions,

@@ -57,6 +57,8 @@ class Settings:
     response_topic: str = "application.operation.response"
     #: Topic receiving undecodable or invalid events, so one bad message never blocks a partition.
     dead_letter_topic: str = "application.operation.dead-letter"
+    #: Topic carrying job changes (progress, completion, deletion) to every client worker's views.
+    job_events_topic: str = "application.job.events"
     #: Consumer group (Faust app id) of the server role, as in the original.
     server_group: str = "operation-request-group"
     #: Consumer group (Faust app id) of the client role, as in the original.
@@ -85,6 +87,10 @@ class Settings:
     reconcile_after: float = 120.0
     #: Delivery attempts before an operation is failed with a "gave up" error.
     max_attempts: int = 10
+    #: Event streams and waiting requests (`/events`, `?wait=`) one client worker holds at once.
+    max_watchers: int = 200
+    #: Longest an event stream stays open, in seconds (clients reconnect and resume from there).
+    event_stream_seconds: float = 900.0
     #: Host the worker's web server binds to.
     web_host: str = "127.0.0.1"
     #: Port of the worker's web server (the API on client workers, /metrics on all).
@@ -132,6 +138,7 @@ class Settings:
             request_topic=env.get("JOBSTREAM_REQUEST_TOPIC", defaults.request_topic),
             response_topic=env.get("JOBSTREAM_RESPONSE_TOPIC", defaults.response_topic),
             dead_letter_topic=env.get("JOBSTREAM_DEAD_LETTER_TOPIC", defaults.dead_letter_topic),
+            job_events_topic=env.get("JOBSTREAM_JOB_EVENTS_TOPIC", defaults.job_events_topic),
             server_group=env.get("JOBSTREAM_SERVER_GROUP", defaults.server_group),
             client_group=env.get("JOBSTREAM_CLIENT_GROUP", defaults.client_group),
             partitions=_int(env, "JOBSTREAM_PARTITIONS", defaults.partitions, 1, 10_000),
@@ -164,6 +171,10 @@ class Settings:
             ),
             reconcile_after=_float(env, "JOBSTREAM_RECONCILE_AFTER", defaults.reconcile_after),
             max_attempts=_int(env, "JOBSTREAM_MAX_ATTEMPTS", defaults.max_attempts, 1, 1000),
+            max_watchers=_int(env, "JOBSTREAM_MAX_WATCHERS", defaults.max_watchers, 1, 100_000),
+            event_stream_seconds=_float(
+                env, "JOBSTREAM_EVENT_STREAM_SECONDS", defaults.event_stream_seconds
+            ),
             web_host=env.get("JOBSTREAM_WEB_HOST", defaults.web_host),
             web_port=_int(env, "JOBSTREAM_WEB_PORT", defaults.web_port, 1, 65535),
             data_dir=env.get("JOBSTREAM_DATA_DIR", defaults.data_dir),

@@ -19,6 +19,7 @@ from jobstream.submission import SubmissionLimits, parse_body
 from jobstream.telemetry import Metrics
 from jobstream.topics import Topics
 from jobstream.views.base import JsonView
+from jobstream.views.watch import WATCH
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,11 @@ def register_job_views(
         route = "/api/jobs/{job_id}"
 
         async def get(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
-            job = await repository.get_job(job_id_from(job_id))
+            job_id = job_id_from(job_id)
+            watch = request.app.get(WATCH)
+            if watch is not None and "wait" in request.query:  # answers when completed
+                return await watch.job_response(job_id, request.query["wait"])
+            job = await repository.get_job(job_id)
             return aioweb.json_response(job.to_json())
 
         async def delete(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
