@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -11,6 +12,9 @@ from typing import Literal
 Role = Literal["client", "server"]
 
 DEFAULT_BROKERS = "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"
+
+#: An API token: the characters of an RFC 6750 bearer token, and long enough not to be guessed.
+TOKEN = re.compile(r"[A-Za-z0-9._~+/-]{16,512}=*")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -37,6 +41,21 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be positive and finite, got {value}")
     return value
+
+
+def _tokens(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated bearer tokens; a bad one is named by position, never echoed."""
+    raw = env.get(name, "")
+    if not raw.strip():
+        return ()
+    tokens = tuple(token.strip() for token in raw.split(","))
+    for position, token in enumerate(tokens, start=1):
+        if not TOKEN.fullmatch(token):
+            raise ValueError(
+                f"{name}: token {position} of {len(tokens)} must be 16 to 512 characters of "
+                "A-Z a-z 0-9 . _ ~ + / - (optionally ending in =), without spaces or empty entries"
+            )
+    return tokens
 
 
 @dataclass(frozen=True)
@@ -99,6 +118,11 @@ class Settings:
     data_dir: str = ".infra/workers/default"
     #: Log level of the worker.
     log_level: str = "INFO"
+    #: Longest `POST /api/jobs` waits for Kafka, in seconds from the request's arrival; a stored
+    #: job whose publishing is not acknowledged by then is answered 201 and left to reconciliation.
+    publish_deadline: float = 5.0
+    #: Bearer tokens of which every API request needs one; empty: the API is open.
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
     #: Extra fields for debugging and tests.
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -179,6 +203,8 @@ class Settings:
             web_port=_int(env, "JOBSTREAM_WEB_PORT", defaults.web_port, 1, 65535),
             data_dir=env.get("JOBSTREAM_DATA_DIR", defaults.data_dir),
             log_level=env.get("JOBSTREAM_LOG_LEVEL", defaults.log_level).upper(),
+            publish_deadline=_float(env, "JOBSTREAM_PUBLISH_DEADLINE", defaults.publish_deadline),
+            api_tokens=_tokens(env, "JOBSTREAM_API_TOKENS"),
         )
         if settings.min_insync_replicas > settings.replication_factor:
             raise ValueError(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local jobstream workers: 3 client-role (API on 8080-8082) and 3 server-role (8090-8092) processes.
 #
-#   dev.sh start              start the six workers (infrastructure must be up), wait for /health
+#   dev.sh start              start the six workers (infrastructure must be up), wait for /ready
 #   dev.sh stop [--kill]      stop them (SIGTERM, graceful; or SIGKILL)
 #   dev.sh status             one line per worker
 #   dev.sh start-one NAME     start one worker (client-1..3, server-1..3)
@@ -48,13 +48,16 @@ stop_one() {
   rm -f "$PID_DIR/$name.pid"
 }
 
+# Waits until each worker is ready (/ready: database, brokers and partition assignment usable),
+# not merely alive (/health).
 wait_healthy() {
   local deadline=$((SECONDS + ${JOBSTREAM_WORKER_TIMEOUT:-120})) name port
   for name in "$@"; do
     port="$(port_of "$name")"
-    until curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; do
+    until curl -fsS "http://127.0.0.1:$port/ready" >/dev/null 2>&1; do
       if ((SECONDS > deadline)); then
-        log "$name did not answer /health on port $port; see $LOG_DIR/$name.log"
+        log "$name was not ready on port $port; see $LOG_DIR/$name.log"
+        curl -sS "http://127.0.0.1:$port/ready" >&2 || true
         tail -n 30 "$LOG_DIR/$name.log" >&2
         return 1
       fi
@@ -66,7 +69,7 @@ wait_healthy() {
       sleep 0.5
     done
   done
-  log "workers healthy: $*"
+  log "workers ready: $*"
 }
 
 case "${1:-status}" in

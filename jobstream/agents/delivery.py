@@ -20,6 +20,13 @@ MAX_BACKOFF = 5.0
 WINDOW = 5000  # messages awaiting their ack at once, per call
 
 
+class PublishTimeout(Exception):
+    """A publish's deadline passed before every message was acknowledged.
+
+    Messages handed to the producer before the deadline may still be delivered after it.
+    """
+
+
 async def send_durably(
     topic: faust.TopicT,
     key: bytes | None,
@@ -62,32 +69,47 @@ async def send_many_durably(
     messages: Iterable[tuple[bytes, bytes]],
     metrics: Metrics,
     window: int = WINDOW,
+    deadline: float | None = None,
 ) -> None:
-    """Send many (key, value) messages in one producer span and wait for every ack."""
+    """Send many (key, value) messages in one producer span and wait for every ack.
+
+    With a `deadline` (an instant of the event loop's clock) it raises PublishTimeout then.
+    """
     name = topic.get_topic_name()
     with tracer.start_as_current_span(f"publish {name}", kind=SpanKind.PRODUCER):
         headers = trace_headers()
         await publish_durably(
-            topic, ((key, value, headers) for key, value in messages), metrics, window
+            topic, ((key, value, headers) for key, value in messages), metrics, window, deadline
         )
 
 
 async def publish_durably(
-    topic: faust.TopicT, messages: Iterable[Message], metrics: Metrics, window: int = WINDOW
+    topic: faust.TopicT,
+    messages: Iterable[Message],
+    metrics: Metrics,
+    window: int = WINDOW,
+    deadline: float | None = None,
 ) -> None:
     """Send messages with up to `window` awaiting their ack, and return once every one is acked.
 
     A sliding window: a new message goes out as soon as any earlier one is acknowledged, so the
-    producer's batches stay full. Messages that fail are sent again, with backoff, until acked.
+    producer's batches stay full. Messages that fail are sent again, with backoff, until acked,
+    or, with a `deadline` (an instant of the event loop's clock), until it passes: PublishTimeout.
     """
     name = topic.get_topic_name()
     backoff = 0.1
     pending: Iterable[Message] = messages
     while True:
-        failed = await _send_window(topic, pending, window, metrics)
+        try:
+            async with asyncio.timeout_at(deadline):  # None: no deadline
+                failed = await _send_window(topic, pending, window, metrics, deadline)
+        except TimeoutError:
+            raise PublishTimeout(f"publishing to {name} passed its deadline") from None
         if not failed:
             return
         metrics.produce_errors.labels(topic=name).inc(len(failed))
+        if deadline is not None and asyncio.get_running_loop().time() + backoff >= deadline:
+            raise PublishTimeout(f"{len(failed)} messages to {name} failed before the deadline")
         log.warning("%d messages to %s failed; retrying in %.1fs", len(failed), name, backoff)
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF)
@@ -95,7 +117,11 @@ async def publish_durably(
 
 
 async def _send_window(
-    topic: faust.TopicT, messages: Iterable[Message], window: int, metrics: Metrics
+    topic: faust.TopicT,
+    messages: Iterable[Message],
+    window: int,
+    metrics: Metrics,
+    deadline: float | None = None,
 ) -> list[Message]:
     """One pass of publish_durably; counts the acknowledged, returns the messages that failed."""
     produced = metrics.messages_produced.labels(topic=topic.get_topic_name())
@@ -121,5 +147,10 @@ async def _send_window(
             continue
         ack.add_done_callback(functools.partial(settled, message))
         acks.append(ack)
-    await asyncio.gather(*acks, return_exceptions=True)
+    if deadline is None:
+        await asyncio.gather(*acks, return_exceptions=True)
+    elif acks:
+        # Unlike gather, wait leaves the acks alone when the deadline cancels it: the producer
+        # still settles them (Faust's own callbacks on them expect to).
+        await asyncio.wait(acks)
     return failed

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -17,9 +20,13 @@ from jobstream.telemetry import Metrics, context_from, tracer
 log = logging.getLogger(__name__)
 
 
-def problem(status: int, error: str, message: str) -> aioweb.Response:
+def problem(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> aioweb.Response:
     """A JSON error response: `{"error": <code>, "message": <what went wrong>}`."""
-    return aioweb.json_response({"error": error, "message": message}, status=status)
+    return aioweb.json_response(
+        {"error": error, "message": message}, status=status, headers=headers
+    )
 
 
 class JsonView(faust.web.View):
@@ -71,4 +78,55 @@ async def json_errors(request: aioweb.Request, handler: Any) -> aioweb.StreamRes
     except aioweb.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        # a 405 keeps aiohttp's Allow header (RFC 9110 requires it)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason, allow)
+
+
+def _digest(value: str) -> bytes:
+    # Comparing fixed-length digests keeps a token's length out of the comparison's timing.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
+
+
+def needs_token(path: str) -> bool:
+    """Whether a (decoded) request path is the API's: `/api` and everything below it.
+
+    The probes (`/health`, `/ready`), `/metrics` and the dashboard's static shell stay open.
+    aiohttp routes on a less decoded form of the same path (`rel_url.path_safe`), so every
+    request it routes to an `/api` view passes here with a path under `/api/`.
+    """
+    return path == "/api" or path.startswith("/api/")
+
+
+def bearer_auth(tokens: Iterable[str], metrics: Metrics) -> Any:
+    """A middleware refusing (JSON 401) every API request without one of `tokens`.
+
+    Every token is compared, in constant time, whatever matched: the answer's timing says
+    nothing about which token, or how much of one, was right.
+    """
+    expected = [_digest(token) for token in tokens]
+
+    def authorized(header: str | None) -> bool:
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        presented = _digest(credentials.strip())
+        matched = False
+        for digest in expected:
+            matched |= hmac.compare_digest(presented, digest)
+        return matched and scheme.lower() == "bearer"
+
+    @aioweb.middleware
+    async def middleware(request: aioweb.Request, handler: Any) -> aioweb.StreamResponse:
+        if not needs_token(request.path) or authorized(request.headers.get("Authorization")):
+            return await handler(request)
+        route = request.match_info.route.resource
+        label = route.canonical if route is not None else "unmatched"
+        metrics.http_requests.labels(label, request.method, "401").inc()
+        reason = "missing" if "Authorization" not in request.headers else "not accepted"
+        return problem(
+            401,
+            "unauthorized",
+            f"bearer token {reason}: send Authorization: Bearer <token>",
+            {"WWW-Authenticate": 'Bearer realm="jobstream"'},
+        )
+
+    return middleware

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
@@ -10,7 +11,7 @@ from typing import Any
 import faust
 from aiohttp import web as aioweb
 
-from jobstream.agents.delivery import send_many_durably
+from jobstream.agents.delivery import PublishTimeout, send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
 from jobstream.models import OperationRequest, request_messages
 from jobstream.settings import Settings
@@ -24,8 +25,11 @@ from jobstream.views.watch import WATCH
 log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
+#: An operation id: `<job_id>-<index>` or the bare index, from 1 and without leading zeros.
+OPERATION_ID = re.compile(r"(?:(?P<job>[0-9a-f]{32})-)?(?P<index>[1-9][0-9]{0,8})")
 DEFAULT_PAGE_SIZE = 30
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 10**9
 READ_CHUNK = 64 * 1024
 
 
@@ -37,24 +41,35 @@ def job_id_from(raw: str) -> str:
 
 
 def operation_index_from(job_id: str, raw: str) -> int:
-    """A path's operation id ("<job_id>-<index>", or just the index) as the 1-based index."""
-    text = raw[len(job_id) + 1 :] if raw.startswith(job_id + "-") else raw
-    if not _is_number(text) or int(text) < 1:
-        raise InvalidJob(f"malformed operation id {raw[:80]!r}: expected <job_id>-<index>")
-    return int(text)
+    """A path's operation id ("<job_id>-<index>", or just the index) as the 1-based index.
+
+    A well-formed id of another job's operation names nothing under this job: NotFound (404).
+    """
+    match = OPERATION_ID.fullmatch(raw)
+    if match is None:
+        raise InvalidJob(
+            f"malformed operation id {raw[:80]!r}: expected <job_id>-<index> or <index>, "
+            "the index from 1 without leading zeros"
+        )
+    if match["job"] not in (None, job_id):
+        raise NotFound(f"operation {raw} is not an operation of job {job_id}")
+    return int(match["index"])
 
 
 def _is_number(text: str) -> bool:
     """ASCII digits only (str.isdigit() also takes "²" and "٣"), and small enough to be sane."""
-    return text.isascii() and text.isdigit() and len(text) <= 9
+    return text.isascii() and text.isdigit() and len(text) <= 10
 
 
 def page_from(query: Any) -> tuple[int, int]:
-    """`page` (from 1) and `size` (1-100, default 30) query parameters, validated."""
+    """`page` (1 to 10^9, default 1) and `size` (1-100, default 30) query parameters, validated.
+
+    A parameter given empty (`?page=`) is refused like any other non-integer.
+    """
 
     def number(name: str, default: int, high: int) -> int:
         raw = query.get(name)
-        if raw is None or raw == "":
+        if raw is None:
             return default
         if not _is_number(raw):
             raise InvalidJob(f"{name} must be a positive integer, got {raw[:20]!r}")
@@ -63,7 +78,7 @@ def page_from(query: Any) -> tuple[int, int]:
             raise InvalidJob(f"{name} must be between 1 and {high}, got {value}")
         return value
 
-    return number("page", 1, 10**9), number("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return number("page", 1, MAX_PAGE), number("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def page_response(page: int, size: int, total: int, items: list[Any]) -> aioweb.Response:
@@ -109,21 +124,31 @@ def register_job_views(
         route = "/api/jobs"
 
         async def post(self, request: aioweb.Request) -> aioweb.Response:
+            deadline = asyncio.get_running_loop().time() + settings.publish_deadline
             body = await read_body(request, limits.max_body_bytes)
             expressions = parse_body(body, request.headers.get("Content-Type"), limits)
             job_id = uuid.uuid4().hex
             job = await repository.create_job(job_id, expressions)
-            # Stored before published: a crash here leaves pending operations that reconciliation
-            # publishes, so the 201 below is a promise kept either way.
+            # Stored before published: a crash here, or Kafka not acknowledging before the
+            # deadline, leaves pending operations that reconciliation publishes, so the 201 below
+            # is a promise kept either way.
             total = len(expressions)
-            await send_many_durably(
-                topics.requests,
-                request_messages(
-                    OperationRequest(job_id, index, total, text)
-                    for index, text in enumerate(expressions, start=1)
-                ),
-                metrics,
-            )
+            try:
+                await send_many_durably(
+                    topics.requests,
+                    request_messages(
+                        OperationRequest(job_id, index, total, text)
+                        for index, text in enumerate(expressions, start=1)
+                    ),
+                    metrics,
+                    deadline=deadline,
+                )
+            except PublishTimeout as exc:
+                log.warning(
+                    "job %s stored, not yet published (%s): reconciliation will publish it",
+                    job_id,
+                    exc,
+                )
             metrics.jobs_created.inc()
             log.info("job %s accepted with %d operations", job_id, total)
             return aioweb.json_response(

@@ -12,9 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import MultiDict, MultiDictProxy
 
-from jobstream.errors import InvalidJob
+from jobstream.errors import InvalidJob, NotFound
 from jobstream.views.jobs import (
     DEFAULT_PAGE_SIZE,
+    MAX_PAGE,
     MAX_PAGE_SIZE,
     job_id_from,
     operation_index_from,
@@ -134,6 +135,8 @@ def test_operation_ids_made_for_a_job_give_back_their_index(index: int) -> None:
         "0",
         f"{JOB_ID}-0",
         "000",
+        "01",
+        f"{JOB_ID}-007",
         "-1",
         f"{JOB_ID}--1",
         f"{JOB_ID}-",
@@ -146,7 +149,6 @@ def test_operation_ids_made_for_a_job_give_back_their_index(index: int) -> None:
         "1 ",
         f"{JOB_ID}-1x",
         f"{JOB_ID}1",
-        f"{OTHER_JOB_ID}-1",
         f"{JOB_ID[:-1]}-1",
         JOB_ID,
         "1000000000",
@@ -157,6 +159,8 @@ def test_operation_ids_made_for_a_job_give_back_their_index(index: int) -> None:
         "zero",
         "zero-with-job",
         "zeros",
+        "leading-zero",
+        "leading-zeros-with-job",
         "negative",
         "negative-with-job",
         "no-index",
@@ -169,7 +173,6 @@ def test_operation_ids_made_for_a_job_give_back_their_index(index: int) -> None:
         "trailing-space",
         "suffix",
         "no-dash",
-        "other-jobs-prefix",
         "truncated-prefix",
         "job-id-alone",
         "ten-digits",
@@ -181,6 +184,14 @@ def test_anything_else_is_not_an_operation_of_the_job(raw: str) -> None:
     with pytest.raises(InvalidJob, match="malformed operation id") as caught:
         operation_index_from(JOB_ID, raw)
     assert_bad_request(caught.value)
+
+
+@pytest.mark.parametrize("raw", [f"{OTHER_JOB_ID}-1", f"{OTHER_JOB_ID}-999999999"])
+def test_well_formed_id_of_another_jobs_operation_is_not_found(raw: str) -> None:
+    # Given the id of an operation of another job, asked for under JOB_ID
+    # Then it names nothing there: not found (404), as the OpenAPI document leads to expect
+    with pytest.raises(NotFound, match=f"not an operation of job {JOB_ID}"):
+        operation_index_from(JOB_ID, raw)
 
 
 @pytest.mark.parametrize(
@@ -207,8 +218,8 @@ def test_no_paging_parameters_mean_first_page_of_30() -> None:
         ({"size": "10"}, (1, 10)),
         ({"page": "2", "size": "100"}, (2, 100)),
         ({"page": "1", "size": "1"}, (1, 1)),
-        ({"page": "", "size": ""}, (1, 30)),
         ({"page": "999999999"}, (999_999_999, 30)),
+        ({"page": "1000000000"}, (MAX_PAGE, 30)),
         ({"page": "007", "size": "050"}, (7, 50)),
         ({"other": "x"}, (1, 30)),
     ],
@@ -237,7 +248,10 @@ def test_largest_page_size_is_100() -> None:
         ({"size": "1.5"}, "size must be a positive integer, got '1.5'"),
         ({"page": "+2"}, "page must be a positive integer, got '+2'"),
         ({"page": " 2"}, "page must be a positive integer, got ' 2'"),
-        ({"page": "1000000000"}, "page must be a positive integer, got '1000000000'"),
+        ({"page": "1000000001"}, "page must be between 1 and 1000000000, got 1000000001"),
+        ({"page": "10000000000"}, "page must be a positive integer, got '10000000000'"),
+        ({"page": ""}, "page must be a positive integer, got ''"),
+        ({"size": ""}, "size must be a positive integer, got ''"),
         ({"page": "9" * 1000}, "page must be a positive integer, got '99999999999999999999'"),
         ({"page": "2", "size": "x"}, "size must be a positive integer, got 'x'"),
     ],
@@ -252,7 +266,10 @@ def test_largest_page_size_is_100() -> None:
         "size-decimal",
         "page-plus-sign",
         "page-space",
-        "page-ten-digits",
+        "page-over-the-largest",
+        "page-eleven-digits",
+        "page-empty",
+        "size-empty",
         "page-huge",
         "good-page-bad-size",
     ],
@@ -274,7 +291,7 @@ def test_page_from_reads_aiohttp_query_objects() -> None:
     assert page_from(query) == (4, 25)
 
 
-@given(page=st.integers(min_value=1, max_value=999_999_999), size=st.integers(1, MAX_PAGE_SIZE))
+@given(page=st.integers(min_value=1, max_value=MAX_PAGE), size=st.integers(1, MAX_PAGE_SIZE))
 def test_every_valid_page_and_size_is_read_back(page: int, size: int) -> None:
     assert page_from({"page": str(page), "size": str(size)}) == (page, size)
 

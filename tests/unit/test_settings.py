@@ -44,6 +44,8 @@ def test_defaults_describe_the_local_three_broker_stack() -> None:
     assert settings.web_port == 8080
     assert settings.data_dir == ".infra/workers/default"
     assert settings.log_level == "INFO"
+    assert settings.publish_deadline == 5.0
+    assert settings.api_tokens == ()
     assert settings.extra == {}
 
 
@@ -92,6 +94,7 @@ FLOATS = [
     ("JOBSTREAM_PERSIST_BATCH_SECONDS", "persist_batch_seconds"),
     ("JOBSTREAM_RECONCILE_INTERVAL", "reconcile_interval"),
     ("JOBSTREAM_RECONCILE_AFTER", "reconcile_after"),
+    ("JOBSTREAM_PUBLISH_DEADLINE", "publish_deadline"),
 ]
 
 
@@ -291,3 +294,64 @@ def test_app_id_follows_overridden_group_names() -> None:
     env = {"JOBSTREAM_CLIENT_GROUP": "c", "JOBSTREAM_SERVER_GROUP": "s"}
     assert Settings.from_env(env).app_id == "c"
     assert Settings.from_env({**env, "JOBSTREAM_ROLE": "server"}).app_id == "s"
+
+
+# --- API tokens ---------------------------------------------------------------------------------
+
+TOKEN = "s3cret-token-0123456789"
+OTHER = "QmFzZTY0LXRva2VuLWZvci10ZXN0cw=="
+
+
+@pytest.mark.parametrize(
+    ("raw", "tokens"),
+    [
+        (TOKEN, (TOKEN,)),
+        (f"{TOKEN},{OTHER}", (TOKEN, OTHER)),
+        (f" {TOKEN} , {OTHER} ", (TOKEN, OTHER)),
+        ("a" * 16, ("a" * 16,)),
+        ("Az09._~+/-Az09._~+/-==", ("Az09._~+/-Az09._~+/-==",)),
+    ],
+    ids=["one", "two", "spaces-around", "shortest", "every-character-class"],
+)
+def test_api_tokens_are_read_comma_separated(raw: str, tokens: tuple[str, ...]) -> None:
+    assert Settings.from_env({"JOBSTREAM_API_TOKENS": raw}).api_tokens == tokens
+
+
+@pytest.mark.parametrize("raw", ["", "   "])
+def test_no_api_tokens_leave_the_api_open(raw: str) -> None:
+    assert Settings.from_env({"JOBSTREAM_API_TOKENS": raw}).api_tokens == ()
+
+
+@pytest.mark.parametrize(
+    ("raw", "position", "count"),
+    [
+        ("short", 1, 1),
+        (f"{TOKEN},", 2, 2),
+        (f"{TOKEN},,{OTHER}", 2, 3),
+        (f"{TOKEN},has space inside-0123", 2, 2),
+        ("tok\u00e9n-with-an-accent-01", 1, 1),
+        ("x" * 513, 1, 1),
+        ("=" + "a" * 16, 1, 1),
+        ('quote"d-token-0123456789', 1, 1),
+    ],
+    ids=["too-short", "empty-last", "empty-middle", "space", "non-ascii", "too-long",
+         "padding-first", "quote"],
+)  # fmt: skip
+def test_malformed_api_token_is_refused_by_position_without_echoing_it(
+    raw: str, position: int, count: int
+) -> None:
+    # Given a token that is not a bearer token (or too short to be a secret)
+    with pytest.raises(ValueError) as caught:
+        Settings.from_env({"JOBSTREAM_API_TOKENS": raw})
+
+    # Then the variable and the token's position are named, and no token is quoted back
+    message = str(caught.value)
+    assert message.startswith(f"JOBSTREAM_API_TOKENS: token {position} of {count} must be")
+    for token in raw.split(","):
+        assert not token.strip() or token.strip() not in message
+
+
+def test_api_tokens_stay_out_of_the_settings_repr() -> None:
+    settings = Settings.from_env({"JOBSTREAM_API_TOKENS": TOKEN})
+    assert TOKEN not in repr(settings)
+    assert "api_tokens" not in repr(settings)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import jsonschema_rs
 import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from jobstream.errors import InvalidJob, JobTooLarge
+from jobstream.settings import Settings
 from jobstream.submission import (
     JSON,
     TEXT,
@@ -16,6 +21,7 @@ from jobstream.submission import (
     media_type,
     parse_body,
 )
+from jobstream.views.openapi import STRIPPED, openapi_document
 
 LIMITS = SubmissionLimits()
 SMALL = SubmissionLimits(max_body_bytes=200, max_line_length=10, max_operations=3)
@@ -541,3 +547,98 @@ def test_unknown_content_type_is_unsupported_media_type(content_type: str) -> No
     # Then it is a 415 (and still an InvalidJob for callers that catch the family)
     assert caught.value.status == 415
     assert isinstance(caught.value, InvalidJob)
+
+
+# --- the OpenAPI document's body schemas say exactly what parse_body accepts ---------------------
+
+#: Characters at every edge of the rules: separators, blanks, comments, control characters, the
+#: whitespace str.strip() removes but the text form keeps, and ordinary ones.
+EDGY = " \t\n\r#1+aé\x00\x0b\x1c\x1f\x7f\x85\x9f\xa0\u2028\u3000\u200b"
+BOUNDED = SubmissionLimits(max_body_bytes=1 << 20, max_line_length=4, max_operations=1000)
+
+
+def body_schemas(limits: SubmissionLimits) -> tuple[Any, Any]:
+    """Validators (ECMA-262 regexes, as schemathesis reads them) of both documented bodies."""
+    document = openapi_document(
+        Settings(max_line_length=limits.max_line_length, max_operations=limits.max_operations)
+    )
+    content = document["paths"]["/api/jobs"]["post"]["requestBody"]["content"]
+    text = jsonschema_rs.validator_for(content["text/plain"]["schema"])
+    job_request = {
+        **document["components"]["schemas"]["JobRequest"],
+        "components": document["components"],
+    }
+    return text, jsonschema_rs.validator_for(job_request)
+
+
+def accepted(body: bytes, content_type: str, limits: SubmissionLimits) -> bool:
+    try:
+        parse_body(body, content_type, limits)
+    except InvalidJob:
+        return False
+    return True
+
+
+TEXT_SCHEMA, JSON_SCHEMA = body_schemas(BOUNDED)
+
+
+@given(st.text(alphabet=EDGY, max_size=40))
+def test_text_body_is_accepted_exactly_when_the_document_says_it_is_valid(text: str) -> None:
+    assert TEXT_SCHEMA.is_valid(text) == accepted(text.encode(), TEXT, BOUNDED), repr(text)
+
+
+@given(st.lists(st.text(alphabet=EDGY, max_size=8), max_size=4))
+def test_json_body_is_accepted_exactly_when_the_document_says_it_is_valid(
+    operations: list[str],
+) -> None:
+    document = {"operations": operations}
+    assert JSON_SCHEMA.is_valid(document) == accepted(as_json(operations), JSON, BOUNDED)
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("1+1", True),
+        ("# only\n\n  \r\n", False),
+        ("", False),
+        ("1234\n  # x\x00\n\t5 \r\n", True),
+        ("12345", False),
+        ("1\r\r", False),
+        (" \u00a01", True),
+    ],
+)
+def test_text_body_schema_examples(text: str, valid: bool) -> None:
+    assert TEXT_SCHEMA.is_valid(text) is valid is accepted(text.encode(), TEXT, BOUNDED)
+
+
+@pytest.mark.parametrize(
+    ("operations", "valid"),
+    [
+        (["1+1"], True),
+        ([""], False),
+        ([" \n\u3000"], False),
+        (["\u30001\n"], True),
+        (["12345"], False),
+        (["1\x002"], False),
+        ([], False),
+    ],
+)
+def test_json_body_schema_examples(operations: list[str], valid: bool) -> None:
+    document = {"operations": operations}
+    assert JSON_SCHEMA.is_valid(document) is valid is accepted(as_json(operations), JSON, BOUNDED)
+
+
+def test_json_body_schema_bounds_the_operation_count() -> None:
+    limits = SubmissionLimits(max_body_bytes=1 << 20, max_line_length=10, max_operations=3)
+    _, schema = body_schemas(limits)
+    assert schema.is_valid({"operations": ["1"] * 3})
+    assert not schema.is_valid({"operations": ["1"] * 4})
+    with pytest.raises(JobTooLarge):
+        parse_body(as_json(["1"] * 4), JSON, limits)
+
+
+def test_stripped_characters_are_those_of_str_strip() -> None:
+    # The document's STRIPPED class, expanded, is exactly what Python's str.strip() removes
+    expanded = re.compile(f"[{STRIPPED}]")
+    spaces = {chr(code) for code in range(0x110000) if chr(code).isspace()}
+    assert {c for c in map(chr, range(0x3100)) if expanded.fullmatch(c)} == spaces
