@@ -1,7 +1,9 @@
 """The container stack as docker-compose.yml declares it, checked without a container engine.
 
-The file is read with PyYAML (merge keys resolved, as Compose resolves them) and every `${VAR:-x}`
-is replaced by its default `x`, so the tests see the stack that boots when nothing is overridden.
+The file is read with PyYAML (merge keys resolved, as Compose resolves them) and every `${VAR...}`
+is replaced as Compose replaces it when the environment sets nothing: by the value in the `.env`
+file beside it, else by its default (`${VAR:-x}`), so the tests see the stack that boots when
+nothing is overridden.
 They check the topology the README promises: 3 client + 3 server workers, a 3-node KRaft Kafka
 cluster, a 3-member MongoDB replica set with keyfile auth, the init one-shots and their ordering,
 healthchecks, loopback-only ports, the Prometheus scrape targets and the OpenTelemetry defaults.
@@ -25,6 +27,7 @@ from jobstream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOTENV = ROOT / ".env"
 DOCKERFILE = ROOT / "Dockerfile"
 INFRA_COMMON = ROOT / "scripts" / "infra" / "common.sh"
 
@@ -41,7 +44,9 @@ API_PORTS = {
     "client-application-3": 8082,
 }
 
-_DEFAULTED = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
+_VARIABLE = re.compile(
+    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<operator>:?[-?])(?P<argument>[^}]*))?\}"
+)
 
 
 def _yaml() -> Any:
@@ -56,10 +61,35 @@ def _yaml() -> Any:
     return yaml
 
 
+@cache
+def dotenv() -> dict[str, str]:
+    """The `.env` file Compose reads beside docker-compose.yml: `NAME=value` lines, # comments."""
+    values = {}
+    for line in DOTENV.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, separator, value = line.partition("=")
+            assert separator, f".env: {line!r} is not NAME=value"
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _substitute(match: re.Match[str]) -> str:
+    """One `${VAR}`, `${VAR-x}`, `${VAR:-x}`, `${VAR?error}` or `${VAR:?error}`, as Compose reads
+    it with nothing set in the environment."""
+    name, operator, argument = match.group("name", "operator", "argument")
+    value = dotenv().get(name)
+    if operator and operator.endswith("?"):
+        assert value is not None and (value or operator == "?"), f"{name}: {argument}"
+        return value
+    if value is None or (value == "" and operator == ":-"):
+        return argument or ""
+    return value
+
+
 def with_defaults(value: Any) -> Any:
-    """`value` with every `${VAR:-default}` replaced by its default, recursively."""
+    """`value` with every variable replaced as Compose replaces it (.env, then defaults)."""
     if isinstance(value, str):
-        return _DEFAULTED.sub(lambda m: m.group("default") or "", value)
+        return _VARIABLE.sub(_substitute, value)
     if isinstance(value, Mapping):
         return {key: with_defaults(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -370,9 +400,41 @@ def test_every_long_running_service_has_a_healthcheck() -> None:
 
 
 @pytest.mark.parametrize("name", WORKERS)
-def test_worker_healthcheck_asks_the_health_endpoint(name: str) -> None:
+def test_worker_healthcheck_asks_the_readiness_endpoint(name: str) -> None:
+    # Healthy means ready: database, brokers and partition assignment usable, not merely alive
     test = " ".join(service(name)["healthcheck"]["test"])
-    assert "http://127.0.0.1:8080/health" in test
+    assert "http://127.0.0.1:8080/ready" in test
+    assert "/health" not in test
+
+
+# --- access control -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_every_worker_takes_its_api_tokens_from_the_environment_or_env_file(name: str) -> None:
+    # Given the worker's environment as written: the tokens are required to be set (empty allowed)
+    raw = raw_compose()["services"][name]["environment"]["JOBSTREAM_API_TOKENS"]
+    assert raw.startswith("${JOBSTREAM_API_TOKENS?")
+
+    # When nothing overrides it, the .env default applies, and the settings accept it
+    settings = Settings.from_env(environment(name))
+    assert settings.api_tokens == (dotenv()["JOBSTREAM_API_TOKENS"],)
+
+
+def test_env_file_holds_a_token_marked_for_change() -> None:
+    # The shipped default protects the API, and says it is not a secret
+    token = dotenv()["JOBSTREAM_API_TOKENS"]
+    assert Settings.from_env({"JOBSTREAM_API_TOKENS": token}).api_tokens
+    assert "change-me" in token
+
+
+def test_probes_and_metrics_stay_reachable_without_a_token() -> None:
+    # Prometheus has no token: it scrapes /metrics, which the tokens do not cover
+    source = volume_source("prometheus", "/etc/prometheus/prometheus.yml")
+    config = _yaml().safe_load((ROOT / source).read_text())
+    for job in config["scrape_configs"]:
+        assert "authorization" not in job and "bearer_token" not in job
+        assert not job.get("metrics_path", "/metrics").startswith("/api")
 
 
 def test_one_shots_do_not_restart() -> None:
