@@ -10,7 +10,6 @@ command starts fast and works where the workers' dependencies are not configured
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -388,6 +387,14 @@ def _poll(
         time.sleep(FOLLOW_INTERVAL)
 
 
+class _Failed(ProgressColumn):
+    """Failed operations, in red once there is one."""
+
+    def render(self, task: Task) -> Text:
+        failed = task.fields.get("failed", 0)
+        return Text(f"{failed:,} failed", style="red" if failed else "")
+
+
 class _Rate(ProgressColumn):
     """Operations per second, as rich estimates them from recent updates."""
 
@@ -402,11 +409,12 @@ def _progress(console: Console) -> Progress:
         BarColumn(),
         TaskProgressColumn(),
         TextColumn("{task.completed:,.0f}/{task.total:,.0f} done"),
-        TextColumn("[red]{task.fields[failed]:,} failed"),
+        _Failed(),
         _Rate(),
         TimeElapsedColumn(),
-        TextColumn("left"),
+        TextColumn("elapsed"),
         TimeRemainingColumn(),
+        TextColumn("left"),
         console=console,
         refresh_per_second=4,
     )
@@ -483,7 +491,7 @@ class Output:
         self.json = json
         self.out = Console(highlight=False)
         self.err = Console(stderr=True, highlight=False)
-        if not self.out.is_terminal and "COLUMNS" not in os.environ:
+        if not self.out.is_terminal:
             self.out.width = PIPE_WIDTH
 
     def document(self, data: Any) -> None:

@@ -246,11 +246,12 @@ class Pager:
             self.cursor = following
             self.done = not following or not items
         else:
-            total = body.get("total")
+            total, size = body.get("total"), body.get("size")
+            served = size if isinstance(size, int) and size > 0 else self.size  # may be capped
             self.done = (
                 not items
-                or len(items) < self.size
-                or (isinstance(total, int) and self.page * self.size >= total)
+                or len(items) < served
+                or (isinstance(total, int) and self.page * served >= total)
             )
             self.page += 1
         # the API may not filter yet (an unknown parameter is ignored): filter here too

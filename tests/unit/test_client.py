@@ -320,6 +320,18 @@ def test_a_next_cursor_that_is_a_url_is_followed_as_it_is() -> None:
     assert pager.done
 
 
+def test_pages_smaller_than_asked_for_do_not_end_the_listing() -> None:
+    # Given an API that serves at most 50 items a page whatever is asked
+    pager = Pager("/api/jobs", 100, None)
+
+    pager.advance({"page": 1, "size": 50, "total": 120, "items": [{}] * 50})
+    assert not pager.done and pager.request()[1]["page"] == 2
+    pager.advance({"page": 2, "size": 50, "total": 120, "items": [{}] * 50})
+    assert not pager.done
+    pager.advance({"page": 3, "size": 50, "total": 120, "items": [{}] * 20})
+    assert pager.done
+
+
 def test_a_cursor_that_does_not_move_is_a_protocol_error() -> None:
     pager = Pager("/api/jobs", 10, None)
     pager.advance({"items": [{"id": 1}], "next": "x"})
