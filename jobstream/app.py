@@ -14,12 +14,16 @@ import faust
 from jobstream.agents.compute import register_compute
 from jobstream.agents.persist import register_persist
 from jobstream.agents.reconcile import register_reconcile
+from jobstream.agents.watchdog import register_watchdog
+from jobstream.jobfeed import register_job_feed
 from jobstream.settings import Settings
 from jobstream.storage import MongoRepository, Repository
 from jobstream.tables import create_progress_table
 from jobstream.telemetry import logging_config, setup_metrics, setup_tracing
 from jobstream.topics import declare_topics
 from jobstream.views.base import bearer_auth, json_errors
+from jobstream.views.dashboard import register_dashboard
+from jobstream.views.events import register_event_views
 from jobstream.views.health import assignment_check, broker_check, register_health
 from jobstream.views.jobs import register_job_views
 from jobstream.views.openapi import register_openapi
@@ -152,6 +156,7 @@ def create_app(
         checks = {"brokers": brokers, "assignment": assignment_check(app, settings.request_topic)}
         register_health(app, settings, metrics, checks)
         register_compute(app, topics, settings, metrics)
+        register_watchdog(app, settings.request_topic, metrics)
         return app
 
     if repository is None:
@@ -163,10 +168,16 @@ def create_app(
     }
     register_health(app, settings, metrics, checks)
     table = create_progress_table(app, settings)
-    register_persist(app, topics, settings, repository, table, metrics)
+    feed = register_job_feed(app, settings, metrics)  # feed.publisher: job events of persisting
+    register_persist(
+        app, topics, settings, repository, table, metrics, feed.publisher.publish_nowait
+    )
+    register_watchdog(app, settings.response_topic, metrics)
     register_reconcile(app, topics, settings, repository, metrics)
     register_job_views(app, settings, repository, topics, metrics)
     register_openapi(app, settings, metrics)
+    register_event_views(app, settings, repository, feed, metrics)
+    register_dashboard(app, metrics)
 
     return app
 

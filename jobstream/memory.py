@@ -9,7 +9,7 @@ next calls of a method raise, to test what happens when the database fails mid-b
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,9 @@ class MemoryRepository:
         if stored is None or stored.status not in VISIBLE:
             raise NotFound(f"job {job_id} not found")
         return stored
+
+    async def ping(self) -> None:
+        self._enter("ping")
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -161,10 +164,10 @@ class MemoryRepository:
         self._enter("existing_jobs")
         return {j for j in job_ids if j in self._jobs and self._jobs[j].status in VISIBLE}
 
-    async def drop_results(self, totals: Mapping[str, int]) -> None:
+    async def drop_results(self, results: Sequence[OperationResult]) -> None:
         self._enter("drop_results")
-        for job_id in totals:
-            self._results.pop(job_id, None)
+        for r in results:
+            self._results.get(r.job_id, {}).pop(r.index, None)
 
     # -- reconciliation -----------------------------------------------------------------------
 

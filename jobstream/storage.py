@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -51,6 +51,7 @@ INSERT_CHUNK = 5000
 DELETE_CHUNK = 10_000
 #: A job being deleted: invisible to the API, refused by progress updates, finished by any retry.
 DELETING = "deleting"
+PURGE_ATTEMPTS = 5
 VISIBLE = {"$in": ["in_progress", "completed"]}
 CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
 
@@ -91,6 +92,8 @@ class Outcomes:
 class Repository(Protocol):
     """Everything jobstream asks of storage; `MongoRepository` and `MemoryRepository` provide it."""
 
+    async def ping(self) -> None: ...
+
     # -- the API ------------------------------------------------------------------------------
     async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job: ...
     async def get_job(self, job_id: str) -> Job: ...
@@ -105,7 +108,7 @@ class Repository(Protocol):
     async def record_results(self, results: Sequence[OperationResult]) -> int: ...
     async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress: ...
     async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]: ...
-    async def drop_results(self, totals: Mapping[str, int]) -> None: ...
+    async def drop_results(self, results: Sequence[OperationResult]) -> None: ...
 
     # -- reconciliation -----------------------------------------------------------------------
     async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]: ...
@@ -142,8 +145,15 @@ TRANSIENT_CODES = frozenset(
 )
 
 
+#: FerretDB (the local stand-in) reports its PostgreSQL backend's deadlocks and serialization
+#: failures as InternalError (code 1) with the SQLSTATE in the message; MongoDB never sends these.
+FERRETDB_TRANSIENT_SQLSTATES = ("SQLSTATE 40P01", "SQLSTATE 40001")
+
+
 def is_transient(exc: PyMongoError) -> bool:
     """Whether retrying can cure the error: the database is unreachable or changing primaries."""
+    if any(state in str(exc) for state in FERRETDB_TRANSIENT_SQLSTATES):
+        return True
     if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
         return True  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError
     if exc.has_error_label("RetryableWriteError") or exc.has_error_label("ResetPool"):
@@ -273,12 +283,25 @@ class MongoRepository:
         await self._purge(self._results, job_id, doc["total"])
         await self._jobs.delete_one({"_id": job_id, "status": DELETING})
 
-    async def _purge(self, collection: AsyncCollection, job_id: str, total: int) -> None:
-        """Delete a job's documents from a collection, DELETE_CHUNK operation indexes at a time."""
-        for start in range(1, total + 1, DELETE_CHUNK):
-            await collection.delete_many(
-                {"job_id": job_id, "index": {"$gte": start, "$lt": start + DELETE_CHUNK}}
-            )
+    async def _purge(
+        self, collection: AsyncCollection, job_id: str, last: int, first: int = 1
+    ) -> None:
+        """Delete a job's documents of operations first..last, DELETE_CHUNK indexes at a time.
+
+        Each chunk is idempotent, so a transient failure (a deadlock with a concurrent purge of
+        the same job, a primary stepping down) is retried a few times before it is reported.
+        """
+        for start in range(first, last + 1, DELETE_CHUNK):
+            end = min(start + DELETE_CHUNK, last + 1)
+            query = {"job_id": job_id, "index": {"$gte": start, "$lt": end}}
+            for attempt in range(PURGE_ATTEMPTS):
+                try:
+                    await collection.delete_many(query)
+                    break
+                except PyMongoError as exc:
+                    if attempt + 1 == PURGE_ATTEMPTS or not is_transient(exc):
+                        raise
+                    await asyncio.sleep(0.05 * 2**attempt)
 
     @_converted
     async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]:
@@ -349,9 +372,20 @@ class MongoRepository:
         return {doc["_id"] for doc in docs if doc is not None}
 
     @_converted
-    async def drop_results(self, totals: Mapping[str, int]) -> None:
-        """Delete the results of these deleted jobs (job id -> its number of operations)."""
-        await _each(totals.items(), lambda item: self._purge(self._results, *item))
+    async def drop_results(self, results: Sequence[OperationResult]) -> None:
+        """Delete these results (just stored for jobs that turned out to be deleted).
+
+        One range of operation indexes per job, on the `(job_id, index)` index: only what the
+        caller stored goes, so this never competes with the deletion's own chunks.
+        """
+        spans: dict[str, tuple[int, int]] = {}
+        for r in results:
+            low, high = spans.get(r.job_id, (r.index, r.index))
+            spans[r.job_id] = (min(low, r.index), max(high, r.index))
+        await _each(
+            spans.items(),
+            lambda item: self._purge(self._results, item[0], item[1][1], first=item[1][0]),
+        )
 
     @_converted
     async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress:

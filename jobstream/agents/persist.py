@@ -23,6 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import faust
@@ -31,6 +32,7 @@ from opentelemetry.trace import Span, SpanKind
 from jobstream.agents.acks import held
 from jobstream.agents.delivery import MAX_BACKOFF, dead_letter
 from jobstream.errors import StorageError
+from jobstream.jobevents import JobChange
 from jobstream.models import InvalidEvent, OperationResult, decode_results
 from jobstream.settings import Settings
 from jobstream.storage import Progress, Repository, utcnow
@@ -57,10 +59,18 @@ class ProgressTable(Protocol):
 class ResultWriter:
     """Applies batches of results to storage and the progress table (steps 1-4 above)."""
 
-    def __init__(self, repository: Repository, table: ProgressTable, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        table: ProgressTable,
+        metrics: Metrics,
+        on_changes: Callable[[list[JobChange]], None] | None = None,
+    ) -> None:
         self._repository = repository
         self._table = table
         self._metrics = metrics
+        #: Told, after each stored batch, the new state of every job it moved (never waits).
+        self._on_changes = on_changes
 
     async def apply(self, results: Sequence[OperationResult]) -> None:
         """Persist one batch; raises StorageError (nothing in the table changed) on failure."""
@@ -89,10 +99,11 @@ class ResultWriter:
         # A job no longer in progress was deleted, or had already ended (late duplicates, whose
         # inserts the unique ids rejected): a deleted job must not keep the results just inserted.
         # Checking *after* the insert covers every interleaving with the delete.
+        gone: set[str] = set()
         if saved.stale:
             gone = saved.stale - await self._repository.existing_jobs(saved.stale)
             if gone:
-                await self._repository.drop_results({j: touched[j].total for j in gone})
+                await self._repository.drop_results([r for r in fresh if r.job_id in gone])
             for job_id in saved.stale:
                 self._metrics.results_ignored.inc(len(by_job[job_id]))
         self._metrics.results_stored.inc(inserted)
@@ -107,6 +118,39 @@ class ResultWriter:
                     del self._table[key]
             else:
                 self._table[key] = progress.encode()
+        if self._on_changes is not None:
+            self._on_changes(_changes(touched, saved.stale, gone, saved.completed))
+
+
+def _changes(
+    touched: dict[str, JobProgress],
+    stale: set[str],
+    gone: set[str],
+    completed: dict[str, datetime],
+) -> list[JobChange]:
+    """One change per job a batch moved: its counters, completion, or deletion."""
+    now = utcnow()
+    changes = []
+    for job_id, p in touched.items():
+        if job_id in gone:
+            status = "deleted"
+        elif job_id in stale:
+            continue  # ended before this batch: late duplicates changed nothing
+        else:
+            status = "completed" if job_id in completed else "in_progress"
+        changes.append(
+            JobChange(
+                job_id,
+                p.total,
+                p.succeeded,
+                p.failed,
+                status,  # type: ignore[arg-type]
+                now,
+                created_at=completed.get(job_id),
+                finished_at=now if job_id in completed else None,
+            )
+        )
+    return changes
 
 
 @dataclass(frozen=True)
@@ -127,9 +171,10 @@ def register_persist(
     repository: Repository,
     table: faust.Table,
     metrics: Metrics,
+    on_changes: Callable[[list[JobChange]], None] | None = None,
 ) -> None:
     """Register the persisting agent (one actor per worker, batches of responses)."""
-    writer = ResultWriter(repository, table, metrics)
+    writer = ResultWriter(repository, table, metrics, on_changes)
 
     async def park(event: faust.EventT, reason: str) -> None:
         await dead_letter(topics, event, reason, metrics)

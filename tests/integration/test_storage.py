@@ -91,7 +91,7 @@ async def test_deleted_job_is_gone_and_its_late_results_can_be_dropped(
     await repository.record_results([result(job_id, 1)])  # arrives after the delete
     assert (await repository.save_progress([Progress(job_id, 1, 0, True)])).stale == {job_id}
     assert await repository.existing_jobs([job_id]) == set()
-    await repository.drop_results({job_id: 2})
+    await repository.drop_results([result(job_id, 1)])
     assert await repository.pending_operations(job_id) == []
 
 

@@ -277,3 +277,27 @@ def test_a_batch_whose_body_raises_stays_unacknowledged_despite_fausts_finally()
     events[0].ack()  # take_events acknowledges in its finally
 
     assert not events[0].message.acked
+
+
+async def test_each_stored_batch_tells_the_new_state_of_every_job_it_moved(
+    repository: MemoryRepository, table: dict, metrics: Metrics
+) -> None:
+    # Given a listener of job changes, a job in progress and a deleted one
+    changes: list[Any] = []
+    writer = ResultWriter(repository, table, metrics, on_changes=changes.extend)
+    await repository.create_job(JOB, ["1", "2"])
+    await repository.create_job(OTHER, ["1", "2"])
+    await repository.delete_job(OTHER)
+
+    # When batches move them
+    await writer.apply([ok(JOB, 1, 2), ok(JOB, 1, 2), ok(OTHER, 1, 2)])
+    await writer.apply([bad(JOB, 2, 2)])
+
+    # Then one change per job and batch says where each stands
+    seen = [(c.job_id, c.status, c.succeeded, c.failed) for c in changes]
+    assert seen == [
+        (JOB, "in_progress", 1, 0),
+        (OTHER, "deleted", 1, 0),
+        (JOB, "completed", 1, 1),
+    ]
+    assert changes[-1].finished_at is not None and changes[-1].created_at is not None
