@@ -15,6 +15,7 @@ from jobstream.agents.compute import register_compute
 from jobstream.agents.persist import register_persist
 from jobstream.agents.reconcile import register_reconcile
 from jobstream.agents.watchdog import register_watchdog
+from jobstream.dbmetrics import command_listener
 from jobstream.jobfeed import register_job_feed
 from jobstream.settings import Settings
 from jobstream.storage import MongoRepository, Repository
@@ -160,7 +161,9 @@ def create_app(
         return app
 
     if repository is None:
-        repository = MongoRepository.connect(settings.mongo_url, settings.mongo_database)
+        repository = MongoRepository.connect(
+            settings.mongo_url, settings.mongo_database, [command_listener(metrics.registry)]
+        )
     checks = {
         "database": repository.ping,
         "brokers": brokers,

@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from jobstream.names import changelog_topic
 from jobstream.settings import Settings
 from jobstream.storage import MongoRepository
 
 log = logging.getLogger("jobstream.bootstrap")
-
-#: Name of the Faust table holding each job's live progress (its changelog is derived from it).
-PROGRESS_TABLE = "job-progress"
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             {**common, "retention.ms": str(3_600_000), "segment.ms": str(600_000)},
         ),
         TopicSpec(
-            f"{settings.client_group}-{PROGRESS_TABLE}-changelog",
+            changelog_topic(settings.client_group),
             settings.partitions,
             {**common, "cleanup.policy": "compact"},
         ),

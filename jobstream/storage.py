@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     BulkWriteError,
@@ -37,7 +38,11 @@ from pymongo.errors import (
 
 from jobstream.errors import NotFound, StorageError
 from jobstream.models import Job, Operation, OperationResult, operation_id
-from jobstream.telemetry import tracer
+from jobstream.names import JOBS, OPERATIONS, RESULTS
+
+# Storage takes its tracer from OpenTelemetry itself: it imports nothing of the web stack or of
+# prometheus-client (command metrics come in as PyMongo event listeners, see `connect`).
+tracer = trace.get_tracer("jobstream.storage")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -176,15 +181,24 @@ class MongoRepository:
     def __init__(self, client: AsyncMongoClient, database: str) -> None:
         self._client = client
         self._db = client[database]
-        self._jobs = self._db["jobs"]
-        self._operations = self._db["operations"]
-        self._results = self._db["results"]
+        self._jobs = self._db[JOBS]
+        self._operations = self._db[OPERATIONS]
+        self._results = self._db[RESULTS]
 
     @classmethod
-    def connect(cls, url: str, database: str) -> MongoRepository:
-        """A repository on a new client (connections are made lazily)."""
+    def connect(
+        cls,
+        url: str,
+        database: str,
+        event_listeners: Sequence[monitoring._EventListener] = (),
+    ) -> MongoRepository:
+        """A repository on a new client (connections are made lazily).
+
+        `event_listeners` are PyMongo monitoring listeners, such as the worker's command metrics.
+        """
         client: AsyncMongoClient = AsyncMongoClient(
             url,
+            event_listeners=list(event_listeners),
             tz_aware=True,
             serverSelectionTimeoutMS=5000,
             connectTimeoutMS=5000,

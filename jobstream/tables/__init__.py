@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from jobstream.bootstrap import PROGRESS_TABLE
+from jobstream.names import PROGRESS_TABLE
 from jobstream.settings import Settings
 
 

@@ -17,6 +17,8 @@ from chaoslib import (
     run_scenario,
 )
 
+from jobstream.settings import Settings
+
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
 #: How long a stopped service stays down.
@@ -79,5 +81,45 @@ async def test_ferretdb_restarted_under_load(system: System) -> None:
         fault,
         specs=generate_load(30, seed=301),
         spacing=0.6,
+    )
+    assert_passed(record)
+
+
+#: How long every broker stays down in the brokers-down scenario.
+ALL_BROKERS_DOWNTIME = 20.0
+#: Most an answer may take beyond the workers' publish deadline (storing the job, the network).
+ANSWER_MARGIN = 3.0
+
+
+async def test_all_brokers_stopped_under_load_every_request_answers_in_time(
+    system: System,
+) -> None:
+    deadline = Settings.from_env({}).publish_deadline
+
+    async def fault(load: Load) -> dict[str, Any]:
+        await busy(system, load, accepted=6, worker="client-1", topic=RESPONSE_TOPIC, at_least=50)
+        injected = now()
+        brokers = ("kafka-1", "kafka-2", "kafka-3")
+        await asyncio.gather(*(system.stop_service(b) for b in brokers))
+        await asyncio.sleep(ALL_BROKERS_DOWNTIME)
+        await asyncio.gather(*(system.start_service(b) for b in brokers))
+        return {"injected_at": injected, "restored_at": now(), "victims": list(brokers)}
+
+    async def answered_in_time(record: dict[str, Any]) -> list[str]:
+        limit = deadline + ANSWER_MARGIN
+        record["answer_limit_seconds"] = limit
+        if record["slowest_answer_seconds"] > limit:
+            return [f"a request waited {record['slowest_answer_seconds']} s (limit {limit} s)"]
+        return []
+
+    record = await run_scenario(
+        system,
+        "kafka-all-brokers-down",
+        f"stop all three Kafka brokers for {ALL_BROKERS_DOWNTIME:.0f} s under load",
+        fault,
+        specs=generate_load(50, seed=203, max_ops=100),
+        spacing=1.0,
+        request_timeout=60.0,
+        extra=answered_in_time,
     )
     assert_passed(record)

@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from jobstream.app import create_app, faust_process_variables, faust_setting_variables
-from jobstream.bootstrap import PROGRESS_TABLE
+from jobstream.names import PROGRESS_TABLE
 from jobstream.errors import StorageError
 from jobstream.memory import MemoryRepository
 from jobstream.settings import Settings
