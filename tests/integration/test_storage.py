@@ -1,4 +1,6 @@
-"""The MongoDB repository against the real FerretDB: every query and write it makes is supported."""
+"""The repository contract, run against both repositories: MongoRepository on the real FerretDB
+(every query and write it makes is supported there) and its in-memory twin, which the agents' unit
+tests rely on. Tests that look at MongoDB's documents themselves take the FerretDB one only."""
 
 from __future__ import annotations
 
@@ -10,15 +12,33 @@ import pytest_asyncio
 from pymongo.asynchronous.database import AsyncDatabase
 
 from jobstream.errors import NotFound
+from jobstream.memory import MemoryRepository
 from jobstream.models import OperationResult
-from jobstream.storage import MongoRepository, Progress, utcnow
+from jobstream.storage import MongoRepository, Progress, Repository, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
+@pytest_asyncio.fixture(params=["ferretdb", "memory"])
+async def repository(request: pytest.FixtureRequest) -> AsyncIterator[Repository]:
+    """A repository on a fresh database, with its indexes (or a fresh in-memory one)."""
+    if request.param == "memory":
+        yield MemoryRepository()
+        return
+    mongo_db: AsyncDatabase = request.getfixturevalue("mongo_db")
+    repo = MongoRepository.connect(request.getfixturevalue("mongo_url"), mongo_db.name)
+    await repo.ensure_indexes()
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
 @pytest_asyncio.fixture
-async def repository(mongo_db: AsyncDatabase, mongo_url: str) -> AsyncIterator[MongoRepository]:
-    """A repository on a fresh database, with its indexes."""
+async def mongo_repository(
+    mongo_db: AsyncDatabase, mongo_url: str
+) -> AsyncIterator[MongoRepository]:
+    """The MongoDB repository only, for tests that read its documents."""
     repo = MongoRepository.connect(mongo_url, mongo_db.name)
     await repo.ensure_indexes()
     try:
@@ -31,7 +51,7 @@ def result(job_id: str, index: int, value: str = "1", total: int = 3) -> Operati
     return OperationResult(job_id, index, total, "succeeded", result=value)
 
 
-async def test_created_job_reads_back_with_its_operations(repository: MongoRepository) -> None:
+async def test_created_job_reads_back_with_its_operations(repository: Repository) -> None:
     job = await repository.create_job("a" * 32, ["1 + 1", "2 * 3", "1 / 0"])
     assert (job.status, job.total, job.pending) == ("in_progress", 3, 3)
     assert await repository.get_job("a" * 32) == job
@@ -43,7 +63,7 @@ async def test_created_job_reads_back_with_its_operations(repository: MongoRepos
     ]
 
 
-async def test_creating_the_same_job_twice_is_harmless(repository: MongoRepository) -> None:
+async def test_creating_the_same_job_twice_is_harmless(repository: Repository) -> None:
     await repository.create_job("b" * 32, ["1", "2"])
     await repository.create_job("b" * 32, ["1", "2"])  # a retried request
     total, operations = await repository.list_operations("b" * 32, page=1, size=10)
@@ -51,7 +71,7 @@ async def test_creating_the_same_job_twice_is_harmless(repository: MongoReposito
 
 
 async def test_first_result_wins_and_duplicates_are_not_stored(
-    repository: MongoRepository,
+    repository: Repository,
 ) -> None:
     job_id = "c" * 32
     await repository.create_job(job_id, ["1", "2", "3"])
@@ -64,7 +84,7 @@ async def test_first_result_wins_and_duplicates_are_not_stored(
     assert [op.index for op in pending] == [3]
 
 
-async def test_progress_completes_a_job_once(repository: MongoRepository) -> None:
+async def test_progress_completes_a_job_once(repository: Repository) -> None:
     job_id = "d" * 32
     job = await repository.create_job(job_id, ["1"])
     saved = await repository.save_progress([Progress(job_id, 1, 0, complete=True)])
@@ -79,7 +99,7 @@ async def test_progress_completes_a_job_once(repository: MongoRepository) -> Non
 
 
 async def test_deleted_job_is_gone_and_its_late_results_can_be_dropped(
-    repository: MongoRepository,
+    repository: Repository,
 ) -> None:
     job_id = "e" * 32
     await repository.create_job(job_id, ["1", "2"])
@@ -95,7 +115,7 @@ async def test_deleted_job_is_gone_and_its_late_results_can_be_dropped(
     assert await repository.pending_operations(job_id) == []
 
 
-async def test_lookups_by_id_answer_for_many_jobs_at_once(repository: MongoRepository) -> None:
+async def test_lookups_by_id_answer_for_many_jobs_at_once(repository: Repository) -> None:
     ids = [f"{n:032x}" for n in range(40, 65)]  # more than CONCURRENT_COMMANDS
     for job_id in ids:
         await repository.create_job(job_id, ["1", "2"])
@@ -112,7 +132,7 @@ async def test_lookups_by_id_answer_for_many_jobs_at_once(repository: MongoRepos
     assert saved.stale == {ids[0], ids[1]}
 
 
-async def test_jobs_are_listed_newest_first(repository: MongoRepository) -> None:
+async def test_jobs_are_listed_newest_first(repository: Repository) -> None:
     for n in range(3):
         await repository.create_job(f"{n:032x}", ["1"])
     total, jobs = await repository.list_jobs(page=1, size=2)
@@ -122,7 +142,7 @@ async def test_jobs_are_listed_newest_first(repository: MongoRepository) -> None
     assert [job.id for job in rest] == [f"{0:032x}"]
 
 
-async def test_reconciliation_queries(repository: MongoRepository) -> None:
+async def test_reconciliation_queries(repository: Repository) -> None:
     job_id = "f" * 32
     await repository.create_job(job_id, ["1", "2"])
     await repository.record_results([OperationResult(job_id, 1, 2, "failed", error="x")])
@@ -139,8 +159,9 @@ async def test_reconciliation_queries(repository: MongoRepository) -> None:
 
 
 async def test_deletion_goes_in_bounded_chunks_and_leaves_nothing_behind(
-    repository: MongoRepository, mongo_db: AsyncDatabase, monkeypatch: pytest.MonkeyPatch
+    mongo_repository: MongoRepository, mongo_db: AsyncDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    repository = mongo_repository
     # Given a job of 7 operations, all with results, and deletes of at most 3 documents each
     monkeypatch.setattr("jobstream.storage.DELETE_CHUNK", 3)
     job_id = "9" * 32
@@ -157,8 +178,9 @@ async def test_deletion_goes_in_bounded_chunks_and_leaves_nothing_behind(
 
 
 async def test_a_deletion_stopped_half_way_is_invisible_and_a_retry_finishes_it(
-    repository: MongoRepository, mongo_db: AsyncDatabase
+    mongo_repository: MongoRepository, mongo_db: AsyncDatabase
 ) -> None:
+    repository = mongo_repository
     # Given a job whose deletion began (marked) and stopped before its documents were removed
     job_id = "8" * 32
     await repository.create_job(job_id, ["1", "2"])
