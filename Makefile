@@ -14,7 +14,7 @@ COMPOSE ?= docker compose
 API_URL ?= http://127.0.0.1:8080
 CURL := curl -sS --fail-with-body -w '\n'
 
-.PHONY: help install format lint test test-unit test-integration test-e2e test-chaos bench bench-quick infra-up infra-down infra-status \
+.PHONY: help install install-browser format lint test test-unit test-integration test-e2e test-chaos bench bench-quick infra-up infra-down infra-status \
         bootstrap-topics dev-start dev-stop dev-logs dev-status docker-start docker-stop docker-logs \
         docker-ps api-create-job-with-single-operation api-create-job-with-multiple-operations \
         api-create-job-with-error-operation api-get-jobs api-get-job api-get-job-operations \
@@ -33,6 +33,9 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 install: $(STAMP) ## create .venv and install jobstream with its test extras (pinned)
+
+install-browser: ## Debian's chromium and chromium-driver for the dashboard's browser tests (once; needs root)
+	scripts/install-chromium.sh
 
 format: install ## format the code with ruff
 	$(BIN)/ruff format jobstream tests scripts bench
@@ -73,7 +76,7 @@ test-unit: install ## unit tests only (no services)
 test-integration: install ## integration tests (needs `make infra-up`)
 	$(BIN)/pytest tests/integration
 
-test-e2e: install ## end-to-end tests (needs `make infra-up`; starts and stops the workers)
+test-e2e: install install-browser ## end-to-end tests (needs `make infra-up`; starts and stops the workers)
 	$(BIN)/pytest tests/e2e
 
 test-chaos: install ## only the fault-injection suite (kills workers and brokers; ~10 min); report in tests/chaos/report/
@@ -89,7 +92,7 @@ bench: install $(BENCH_STAMP) ## the benchmark: stack lock, fresh database, 3+3 
 bench-quick: install $(BENCH_STAMP) ## a ~2.5-minute benchmark
 	bench/run.sh --quick
 
-test: install ## install, start the services, lint, run every suite (fault suite last), stop everything (also on failure)
+test: install install-browser ## install, start the services, lint, run every suite (fault suite last), stop everything (also on failure)
 	$(MAKE) infra-up
 	@status=0; \
 	$(MAKE) lint && $(BIN)/pytest && $(BIN)/pytest -m chaos tests/chaos || status=$$?; \

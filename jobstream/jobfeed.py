@@ -27,6 +27,8 @@ from jobstream.telemetry import Metrics, worker_name
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 2.0
+#: Longest pause between attempts to follow the events topic (doubling from RETRY_SECONDS).
+MAX_RETRY_SECONDS = 30.0
 FETCH_RECORDS = 1000
 
 
@@ -39,6 +41,7 @@ class EventMetrics:
     dropped: Counter
     received: Counter
     watchers: Gauge
+    reads: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EventMetrics:
@@ -64,6 +67,12 @@ class EventMetrics:
             watchers=Gauge(
                 "job_watchers",
                 "Open event streams and waiting requests on this worker",
+                ["kind"],
+                registry=registry,
+            ),
+            reads=Counter(
+                "job_watcher_reads",
+                "Jobs read from the database by event streams and waiting requests",
                 ["kind"],
                 registry=registry,
             ),
@@ -165,6 +174,7 @@ class JobFeed:
     async def _follow(self) -> None:
         """Read every partition of the events topic from its end, forever, reconnecting."""
         topic = self.settings.job_events_topic
+        backoff = RETRY_SECONDS
         while True:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.settings.bootstrap_servers,
@@ -183,6 +193,7 @@ class JobFeed:
                 consumer.assign(assigned)
                 await consumer.seek_to_end(*assigned)
                 log.info("following %s (%d partitions)", topic, len(assigned))
+                backoff = RETRY_SECONDS
                 while True:
                     fetched = await consumer.getmany(timeout_ms=1000, max_records=FETCH_RECORDS)
                     for records in fetched.values():
@@ -192,8 +203,9 @@ class JobFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("following %s failed (%r); retrying", topic, exc)
-                await asyncio.sleep(RETRY_SECONDS)
+                log.warning("following %s failed (%r); retrying in %.0f s", topic, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_RETRY_SECONDS)
             finally:
                 await consumer.stop()
 

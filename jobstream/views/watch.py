@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -37,7 +38,8 @@ KEEPALIVE_SECONDS = 15.0
 STATS_SECONDS = 1.0
 #: What a client waits before reconnecting after a stream ends without a final state (ms).
 RETRY_MILLISECONDS = 2000
-WAIT = re.compile(r"\d{1,2}(\.\d{1,3})?")
+#: A decimal number, as JSON or a query string writes it (no sign: waits are not negative).
+WAIT = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
 Write = Callable[[bytes], Awaitable[None]]
 Kind = Literal["stream", "wait"]
@@ -70,11 +72,12 @@ def wait_seconds(raw: str) -> float:
     """The `wait` query parameter: seconds, from 0 to MAX_WAIT_SECONDS (empty means 0)."""
     if raw == "":
         return 0.0
-    if not WAIT.fullmatch(raw) or float(raw) > MAX_WAIT_SECONDS:
+    value = float(raw) if WAIT.fullmatch(raw) else math.nan
+    if not 0 <= value <= MAX_WAIT_SECONDS:  # also refuses nan
         raise InvalidJob(
             f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS:g}, got {raw[:20]!r}"
         )
-    return float(raw)
+    return value
 
 
 async def stream_changes(
@@ -113,13 +116,16 @@ async def stream_changes(
         if stats is not None:
             timeout = min(timeout, STATS_SECONDS)
         changes = await subscription.next(timeout)
+        messages = []
         for change in changes:
             if last is not None:
                 if not change.supersedes(last):
                     continue  # older news than what the client has (events can cross)
                 change = change.completing_from(last)
                 last = change
-            await write(sse("job", change.to_json()))
+            messages.append(sse("job", change.to_json()))
+        if messages:
+            await write(b"".join(messages))  # one write per wake-up, however many jobs changed
             idle_since = clock()
         if last is not None and last.final:
             return "final"
@@ -180,7 +186,7 @@ class Watch:
         if seconds <= 0:
             return await self._jobs.get_job(job_id)
         with self.place("wait"), self.hub.subscribe(job_id) as subscription:
-            job = await self._jobs.get_job(job_id)  # subscribed first: no change slips between
+            job = await self._read(job_id, "wait")  # subscribed first: no change slips between
             if job.status != "in_progress":
                 return job
             read = latest = JobChange.of(job)
@@ -196,7 +202,7 @@ class Watch:
             raise NotFound(f"job {job_id} was deleted")
         if latest is read or (latest.status == "completed" and latest.finished_at is None):
             # No news (events may be lost, or not flowing), or no completion time: read once more.
-            return await self._jobs.get_job(job_id)
+            return await self._read(job_id, "wait")
         return Job(
             id=job.id,
             status=latest.status,  # type: ignore[arg-type]
@@ -207,13 +213,18 @@ class Watch:
             finished_at=latest.finished_at,
         )
 
+    async def _read(self, job_id: str, kind: Kind) -> Job:
+        """The job from storage, counted (watchers read it at their start and end only)."""
+        self._metrics.reads.labels(kind).inc()
+        return await self._jobs.get_job(job_id)
+
     async def stream(self, request: aioweb.Request, job_id: str | None) -> aioweb.StreamResponse:
         """An event stream of one job (its state first) or of every job."""
         try:
             with self.place("stream"), self.hub.subscribe(job_id) as subscription:
                 first = None
                 if job_id is not None:  # subscribed first: no change slips between; a NotFound
-                    first = JobChange.of(await self._jobs.get_job(job_id))  # still answers 404
+                    first = JobChange.of(await self._read(job_id, "stream"))  # still answers 404
                 response = aioweb.StreamResponse(headers=STREAM_HEADERS)
                 await response.prepare(request)
                 await self._run(response, subscription, first, job_id)

@@ -43,13 +43,20 @@ function statusBadge(status) {
 }
 
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const timeFormat = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
+const shortFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'short' });
 
 function formatTime(iso) {
   return iso ? dateFormat.format(new Date(iso)) : '—';
 }
 
-function timeElement(iso) {
-  return iso ? h('time', { datetime: iso }, formatTime(iso)) : '—';
+/** A time element: in full, or compact (the time alone today, else a short date and time). */
+function timeElement(iso, compact = false) {
+  if (!iso) return '—';
+  const date = new Date(iso);
+  const today = date.toDateString() === new Date().toDateString();
+  const shown = !compact ? formatTime(iso) : today ? timeFormat.format(date) : shortFormat.format(date);
+  return h('time', { datetime: iso, title: formatTime(iso) }, shown);
 }
 
 function formatDuration(ms) {
@@ -318,7 +325,7 @@ function render() {
 }
 
 function flashMessage() {
-  if (!flash) return null;
+  if (!flash) return '';
   const message = h('p', { class: 'flash', role: 'status' }, flash);
   flash = null;
   return message;
@@ -348,7 +355,7 @@ function jobsPage(main, ctx, params) {
     all: h('strong', { id: 'total-all' }, '…'),
     rate: h('strong', { id: 'ops-rate' }, '0'),
   };
-  const filter = h('select', { id: 'status-filter', onchange: () => go('/', { status: filter.value }) },
+  const filter = h('select', { id: 'status-filter', onchange: () => go('/', { page: 1, status: filter.value }) },
     h('option', { value: '' }, 'All'),
     h('option', { value: 'in_progress' }, 'In progress'),
     h('option', { value: 'completed' }, 'Completed'));
@@ -376,7 +383,8 @@ function jobsPage(main, ctx, params) {
       h('div', { class: 'card' }, h('span', {}, 'Completed'), totals.completed),
       h('div', { class: 'card' }, h('span', {}, 'All jobs'), totals.all),
       h('div', { class: 'card' }, h('span', {}, 'Operations per second'), totals.rate)),
-    h('div', { class: 'toolbar' }, h('label', { for: 'status-filter' }, 'Status'), filter),
+    h('div', { class: 'toolbar', id: 'jobs-toolbar', hidden: true },
+      h('label', { for: 'status-filter' }, 'Status'), filter),
     message,
     h('div', { class: 'scroll' }, table),
     pagerBox,
@@ -396,7 +404,7 @@ function jobsPage(main, ctx, params) {
       statusCell,
       h('td', { 'data-label': 'Progress', class: 'wide' }, bar),
       opsCell,
-      h('td', { 'data-label': 'Created' }, timeElement(job.created_at)),
+      h('td', { 'data-label': 'Created', class: 'numbers' }, timeElement(job.created_at, true)),
       durationCell);
     const entry = { job, tr };
     entry.update = (next) => {
@@ -424,6 +432,7 @@ function jobsPage(main, ctx, params) {
     const all = await apiJson('/api/jobs?size=1', { signal: ctx.signal });
     totals.all.textContent = n(all.total);
     if ((await capabilities()).jobStatusFilter) {
+      $('#jobs-toolbar').hidden = false;
       for (const s of ['in_progress', 'completed']) {
         counts[s] = (await apiJson(`/api/jobs?size=1&status=${s}`, { signal: ctx.signal })).total;
       }
@@ -436,8 +445,7 @@ function jobsPage(main, ctx, params) {
     if (status) query.set('status', status);
     try {
       const body = await apiJson(`/api/jobs?${query}`, { signal: ctx.signal });
-      // The API filters by status; this keeps the page right if it did not.
-      const items = status ? body.items.filter((job) => job.status === status) : body.items;
+      const items = body.items;
       rows.clear();
       tbody.replaceChildren(...items.map((job) => {
         const entry = row(job);
@@ -463,7 +471,19 @@ function jobsPage(main, ctx, params) {
     ctx.signal.addEventListener('abort', () => clearTimeout(reloadTimer), { once: true });
   }
 
+  // Without news for a while (no worker publishes job events, or they were lost), a page that
+  // shows jobs in progress reads itself again every few seconds.
+  let lastNews = Date.now();
+  ctx.every(POLL_MS, () => {
+    const running = [...rows.values()].some((entry) => entry.job.status === 'in_progress');
+    if (running && Date.now() - lastNews >= POLL_MS && !reloadTimer) {
+      showConnection('polling');
+      load();
+    }
+  });
+
   function onEvent({ event, data }) {
+    if (event === 'job') lastNews = Date.now();
     if (event === 'stats') {
       totals.rate.textContent = n(Math.round(data.operations_per_second));
       return;
@@ -471,8 +491,8 @@ function jobsPage(main, ctx, params) {
     if (event !== 'job') return;
     const entry = rows.get(data.id);
     if (!entry) {
-      if (page === 1 && data.status === 'in_progress' && (!status || status === data.status)) reloadSoon();
-      else if (data.status !== 'in_progress') reloadSoon();
+      // A job this page does not show: on the first page, most likely a new one to show.
+      if (page === 1 && data.status !== 'deleted' && (!status || status === data.status)) reloadSoon();
       return;
     }
     if (!isNewer(data, entry.job)) return;
@@ -587,7 +607,7 @@ function jobPage(main, ctx, id, params) {
     if (failedOnly) query.set('status', 'failed');
     try {
       const body = await apiJson(`/api/jobs/${id}/operations?${query}`, { signal: ctx.signal });
-      const items = failedOnly ? body.items.filter((op) => op.status === 'failed') : body.items;
+      const items = body.items;
       opsBody.replaceChildren(...items.map((op) => h('tr', { 'data-index': op.index, 'data-status': op.status },
         h('td', { 'data-label': '#', class: 'numbers' }, op.index),
         h('td', { 'data-label': 'Expression', class: 'mono expression' }, op.expression),
