@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: the whole benchmark against the running local stack.
+"""`python -m bench [--quick] [--prefill N]`: the whole benchmark against the running local stack.
 
 Needs `make infra-up` and `scripts/dev.sh start` (3 client + 3 server workers) first;
 `bench/run.sh` does both under the shared stack lock. Writes bench/results/report.md,
@@ -16,14 +16,15 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pymongo.errors import PyMongoError
 
-from bench import load, pgstat, profile, raw_limit, report
+from bench import load, pgstat, prefill, profile, raw_limit, report, storage_limit
 from bench.lag import LagProbe
 from bench.stack import ROOT, Stack, check_health
 from jobstream.settings import Settings
@@ -31,6 +32,8 @@ from jobstream.settings import Settings
 log = logging.getLogger("bench")
 
 RESULTS = ROOT / "bench" / "results"
+PAGE_PROBE_AT = 100_000  # documents stored when the prefilled run first reads the jobs list
+PAGE_PROBE_LIMIT_MS = 250.0
 PROFILED = ["client-1", "server-1"]
 
 
@@ -55,6 +58,12 @@ class Plan:
     big_sizes: list[int]
     big_timeouts: dict[int, float] = field(default_factory=dict)
     profile_seconds: float = 10
+    storage_seconds: float = 5  # per concurrency level of the storage limit
+    storage_concurrency: tuple[int, ...] = storage_limit.CONCURRENCY
+    storage_passes: int = 2
+    listing_requests: int = 200  # first jobs page, one request after the other
+    prefill_documents: int = 1_000_000  # 0: no prefilled run
+    prefill_budget_seconds: float = 300
 
 
 FULL = Plan(
@@ -95,6 +104,11 @@ QUICK = Plan(
     big_sizes=[1, 100, 10_000],
     big_timeouts={1: 30, 100: 30, 10_000: 90},
     profile_seconds=6,
+    storage_seconds=3,
+    storage_concurrency=(8, 32),
+    storage_passes=1,
+    listing_requests=100,
+    prefill_documents=0,
 )
 
 
@@ -196,6 +210,26 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
                 log.info("raw limit: %s msg/s", results["raw_limit"].get("msgs_per_s"))
                 save()
 
+            if "storage" in args.sections:
+                log.info(
+                    "storage limit: %g s at each of %s concurrent",
+                    plan.storage_seconds,
+                    plan.storage_concurrency,
+                )
+                async with phases.phase("storage limit (bare PyMongo client)"):
+                    try:
+                        results["storage_limit"] = await storage_limit.measure(
+                            settings.mongo_url,
+                            seconds=plan.storage_seconds,
+                            concurrency=plan.storage_concurrency,
+                            passes=plan.storage_passes,
+                        )
+                    except (PyMongoError, OSError) as exc:
+                        log.exception("storage limit failed")
+                        results["storage_limit"] = {"error": f"{type(exc).__name__}: {exc}"}
+                log.info("storage limit: %s ops/s", results["storage_limit"].get("ops_per_s"))
+                save()
+
             if "throughput" in args.sections:
                 results["throughput"] = await load.throughput_sweep(
                     stack,
@@ -261,6 +295,18 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
                     b["job_id"] for b in big_jobs if b.get("job_id") and b["operations"] > 100
                 ]
                 await load.delete_jobs(stack, leftovers)
+
+            if "listing" in args.sections:
+                results["listing"] = await load.listing(
+                    stack, phases, "listing: first jobs page", plan.listing_requests
+                )
+                save()
+
+            if "prefill" in args.sections and plan.prefill_documents > 0:
+                results["prefilled"] = await prefilled_run(
+                    plan, stack, phases, settings, args.sections, save
+                )
+                save()
         except load.PipelineStuck as exc:
             log.error("pipeline stuck: %s", exc)
             notes.append(f"stopped early, pipeline stuck: {exc}")
@@ -270,14 +316,115 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
     return results
 
 
+async def prefilled_run(
+    plan: Plan,
+    stack: Stack,
+    phases: load.Phases,
+    settings: Settings,
+    sections: set[str],
+    save: Any,
+) -> dict[str, Any]:
+    """Fill the workers' database, then run the small-job and listing phases again on it.
+
+    At 100,000 documents the listing is probed first (its first page, and five pages of 100 as
+    the benchmark's poller reads them): a page slower than PAGE_PROBE_LIMIT_MS there means the
+    listing scans the collection, and FerretDB 1.x sorts a scanned collection in its own memory
+    (a million jobs: ~9 GB live, 16 GB resident, measured), so the prefill stops there rather
+    than take the machine down, and the report says why.
+    """
+    out: dict[str, Any] = {}
+
+    async def probe(stored: int) -> str | None:
+        first = await load.time_pages(stack, 1, 30)
+        fast = all(ms is not None and ms <= PAGE_PROBE_LIMIT_MS for ms in first)
+        walk = await load.time_pages(stack, 5, load.PAGE_SIZE) if fast else []
+        out["probe"] = {"documents": stored, "first_page_ms": first, "pages_of_100_ms": walk}
+        slow = [
+            (f"page {n} of {size}", ms)
+            for size, times in ((30, first), (load.PAGE_SIZE, walk))
+            for n, ms in enumerate(times, start=1)
+            if ms is None or ms > PAGE_PROBE_LIMIT_MS
+        ]
+        if not slow:
+            return None
+        took = ", ".join(
+            f"{what}: " + ("failed or > 30 s" if ms is None else f"{ms:,.0f} ms")
+            for what, ms in slow[:3]
+        )
+        return (
+            f"the jobs list took {took} with {stored:,} documents stored (limit "
+            f"{PAGE_PROBE_LIMIT_MS:g} ms): listing scans the collection, so the prefill stopped "
+            "there instead of a million"
+        )
+
+    log.info(
+        "prefill: %d documents into %s (at most %g s)",
+        plan.prefill_documents,
+        settings.mongo_database,
+        plan.prefill_budget_seconds,
+    )
+    async with phases.phase("prefill the database"):
+        try:
+            out["prefill"] = await prefill.prefill(
+                settings.mongo_url,
+                settings.mongo_database,
+                plan.prefill_documents,
+                budget_seconds=plan.prefill_budget_seconds,
+                checkpoint=probe,
+                checkpoint_at=min(PAGE_PROBE_AT, plan.prefill_documents),
+            )
+        except (PyMongoError, OSError) as exc:
+            log.exception("prefill failed")
+            out["prefill"] = {"error": f"{type(exc).__name__}: {exc}"}
+            return out
+        started = time.monotonic()
+        out["prefill"]["vacuumed"] = await pgstat.vacuum_analyze(settings.mongo_database)
+        out["prefill"]["vacuum_seconds"] = round(time.monotonic() - started, 1)
+    log.info("prefill: %s", out["prefill"])
+    save()
+    if out["prefill"].get("stopped"):
+        out["skipped"] = out["prefill"]["stopped"]
+        return out
+    phases.labels["run"] = "prefilled"
+    try:
+        if "throughput" in sections:
+            out["throughput"] = await load.throughput_sweep(
+                stack,
+                phases,
+                plan.ops_per_job,
+                plan.throughput_probe_ops,
+                plan.probe_seconds,
+                plan.throughput_fractions,
+                plan.load_seconds,
+                plan.drain_timeout,
+                prefix="prefilled: ",
+            )
+            save()
+        if "listing" in sections:
+            out["listing"] = await load.listing(
+                stack, phases, "prefilled: listing: first jobs page", plan.listing_requests
+            )
+    finally:
+        phases.labels.pop("run", None)
+    return out
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a ~2-minute run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
         "--sections",
-        default="raw,throughput,latency,big",
-        help="comma-separated subset of raw,throughput,latency,big",
+        default="raw,storage,throughput,latency,big,listing,prefill",
+        help="comma-separated subset of raw,storage,throughput,latency,big,listing,prefill",
+    )
+    parser.add_argument(
+        "--prefill",
+        type=int,
+        default=None,
+        metavar="N",
+        help="documents to pre-fill before running the small-job and listing phases again "
+        f"(default {FULL.prefill_documents:,}; --quick: {QUICK.prefill_documents}; 0 skips it)",
     )
     parser.add_argument("--py-spy", default=None, help="path of py-spy (default: on PATH)")
     parser.add_argument("--render", type=Path, help="re-render a report from a results.json")
@@ -298,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
     plan = QUICK if args.quick else FULL
+    if args.prefill is not None:
+        plan = replace(plan, prefill_documents=max(args.prefill, 0))
     results = asyncio.run(run(plan, args.out, args))
     for target in results.get("targets", []):
         status = {True: "met", False: "NOT MET", None: "not measured"}[target["ok"]]

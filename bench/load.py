@@ -151,15 +151,17 @@ async def read_pages(stack: Stack, waiting: list[Submission], max_pages: int = 4
     by_id = {s.job_id: s for s in waiting if s.job_id}
     unseen = set(by_id)
     oldest = min((s.sent or s.scheduled for s in waiting), default=time.time()) - 5.0
+    url = f"{stack.base(1)}/api/jobs?page=1&size={PAGE_SIZE}"
     for page in range(1, max_pages + 1):
-        url = f"{stack.base(page)}/api/jobs?page={page}&size={PAGE_SIZE}"
         try:
             async with stack.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
                 if resp.status != 200:
                     return
-                items = orjson.loads(await resp.read()).get("items", [])
+                body = orjson.loads(await resp.read())
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return
+        items = body.get("items", [])
+        url = next_page_url(stack.base(page + 1), body, page, PAGE_SIZE)
         for job in items:
             sub = by_id.get(job.get("id"))
             if sub is not None:
@@ -168,6 +170,17 @@ async def read_pages(stack: Stack, waiting: list[Submission], max_pages: int = 4
         created = [_epoch(job.get("created_at")) for job in items]
         if not unseen or len(items) < PAGE_SIZE or min(c or 0.0 for c in created) < oldest:
             return
+
+
+def next_page_url(base: str, body: dict[str, Any], page: int, size: int) -> str:
+    """The URL of the page after `page`: the listing's own `next` link when it gives one (keyset
+    pagination: no skip), else page number + 1."""
+    link = body.get("next")
+    if isinstance(link, str) and link.startswith("/"):
+        return base + link
+    if isinstance(link, str) and link.startswith(("http://", "https://")):
+        return link
+    return f"{base}/api/jobs?page={page + 1}&size={size}"
 
 
 async def await_completion(
@@ -338,6 +351,8 @@ class Phases:
     pid_dir: Path = PID_DIR
     lag_every: float = 2.0
     records: list[dict[str, Any]] = field(default_factory=list)
+    #: merged into every record from now on (e.g. {"run": "prefilled"})
+    labels: dict[str, Any] = field(default_factory=dict)
 
     async def _lag(self) -> dict[str, Any]:
         return await self.lag_probe.lag() if self.lag_probe else {}
@@ -358,7 +373,7 @@ class Phases:
         watcher = asyncio.create_task(self._watch_lag(peaks))
         before = procstat.sample_all(self.pid_dir)
         started = time.monotonic()
-        record: dict[str, Any] = {"name": name}
+        record: dict[str, Any] = {"name": name, **self.labels}
         try:
             yield record
         finally:
@@ -407,6 +422,15 @@ def _kind(name: str) -> str:
 
 
 # --- sections --------------------------------------------------------------------------------
+
+
+def tag(record: dict[str, Any], subs: list[Submission], operations: int, drained: bool) -> None:
+    """Say in a phase's record how many jobs of what size it ran, for its per-job figures."""
+    record.update(
+        operations_per_job=operations,
+        jobs=sum(1 for s in subs if s.accepted),
+        drained=drained,
+    )
 
 
 class PipelineStuck(RuntimeError):
@@ -467,11 +491,12 @@ async def probe(
     """Saturation probe: arrivals far above capacity for `seconds`, at most `max_in_flight`
     POSTs outstanding; what completes per second is the sustained throughput of that job size."""
     count = max(int(jobs_per_second * seconds), 1)
-    async with phases.phase(name):
+    async with phases.phase(name) as record:
         subs = await open_loop(
             stack, jobs_per_second, count, operations, max_in_flight, duration=seconds
         )
         drained = await await_completion(stack, subs, timeout=drain_timeout)
+        tag(record, subs, operations, drained)
     summary = summarize_load(subs, jobs_per_second, operations)
     summary.update(drained=drained, phase=name)
     return summary
@@ -486,15 +511,16 @@ async def throughput_sweep(
     fractions: list[float],
     seconds: float,
     drain_timeout: float,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """Small jobs: a saturation probe, then open-loop arrivals at fractions of what it sustained.
 
     The sustained throughput is the best completed rate of the probe and of every load that kept
-    up (all its jobs completed)."""
+    up (all its jobs completed). `prefix` starts every phase's name."""
     saturation = await probe(
         stack,
         phases,
-        f"{operations_per_job}-op saturation probe",
+        f"{prefix}{operations_per_job}-op saturation probe",
         operations_per_job,
         probe_ops_per_second / operations_per_job,
         probe_seconds,
@@ -509,10 +535,11 @@ async def throughput_sweep(
         load = max(capacity * fraction, float(operations_per_job))
         jobs_per_second = load / operations_per_job
         count = max(int(jobs_per_second * seconds), 1)
-        name = f"throughput {fraction:.0%} ({load:.0f} ops/s)"
-        async with phases.phase(name):
+        name = f"{prefix}throughput {fraction:.0%} ({load:.0f} ops/s)"
+        async with phases.phase(name) as record:
             subs = await open_loop(stack, jobs_per_second, count, operations_per_job)
             drained = await await_completion(stack, subs, timeout=drain_timeout)
+            tag(record, subs, operations_per_job, drained)
         summary = summarize_load(subs, jobs_per_second, operations_per_job)
         summary.update(drained=drained, phase=name, fraction=fraction)
         results.append(summary)
@@ -565,9 +592,10 @@ async def latency_sweep(
         jobs_per_second = max(capacity * fraction, 1.0)
         count = max(int(jobs_per_second * seconds), 1)
         name = f"latency {fraction:.0%} ({jobs_per_second:.0f} jobs/s)"
-        async with phases.phase(name):
+        async with phases.phase(name) as record:
             subs = await open_loop(stack, jobs_per_second, count, 1, trace_every=trace_every)
             drained = await await_completion(stack, subs, timeout=drain_timeout)
+            tag(record, subs, 1, drained)
         point = summarize_load(subs, jobs_per_second, 1)
         traced = [s.trace_id for s in subs if s.trace_id and s.completed]
         found = await traces.fetch(stack.session, traced[:60])
@@ -599,11 +627,11 @@ async def profiled_load(
     """Open-loop load with the profiler attached (a phase of its own, kept out of the figures)."""
     count = max(int(jobs_per_second * seconds), 1)
     name = f"profile: {operations}-op jobs at {jobs_per_second * operations:.0f} ops/s"
-    async with phases.phase(name):
+    async with phases.phase(name) as record:
         profiling = asyncio.create_task(record_profile(seconds))
         subs = await open_loop(stack, jobs_per_second, count, operations)
         profiles = await profiling
-        await await_completion(stack, subs, timeout=drain_timeout)
+        tag(record, subs, operations, await await_completion(stack, subs, timeout=drain_timeout))
     summary = summarize_load(subs, jobs_per_second, operations)
     return {"phase": name, "load": summary, "workers": profiles}
 
@@ -672,6 +700,7 @@ async def big_job(
             if not sub.completed:
                 await asyncio.sleep(interval)
         record["operations"] = operations
+        tag(record, [sub], operations, sub.completed)
     total_seconds = sub.finished_at - sub.scheduled if sub.finished_at else None
     result = {
         "operations": operations,
@@ -698,6 +727,86 @@ async def big_job(
         result["total_seconds"],
     )
     return result
+
+
+async def time_pages(
+    stack: Stack, pages: int, size: int, timeout: float = 30.0
+) -> list[float | None]:
+    """Milliseconds each of the first `pages` pages of the jobs list took, read as the poller
+    reads them (`next` links when given); None for a page that failed or timed out (and the
+    walk stops there)."""
+    times: list[float | None] = []
+    url = f"{stack.base(0)}/api/jobs?page=1&size={size}"
+    for page in range(1, pages + 1):
+        started = time.perf_counter()
+        try:
+            async with stack.session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+                body = orjson.loads(await r.read()) if r.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            body = None
+        if body is None:
+            times.append(None)
+            break
+        times.append((time.perf_counter() - started) * 1000)
+        url = next_page_url(stack.base(page), body, page, size)
+    return times
+
+
+async def listing(
+    stack: Stack,
+    phases: Phases,
+    name: str,
+    requests: int,
+    size: int = 30,
+    max_seconds: float = 60.0,
+) -> dict[str, Any]:
+    """The first page of the jobs list, `requests` times one after the other (no other load).
+
+    Closed loop, one request at a time, round robin over the client APIs: the time of the
+    listing query itself, which must not grow with the number of jobs stored. Stops early after
+    `max_seconds` (a listing that scans a big collection can take seconds per page).
+    """
+    latencies: list[float] = []
+    errors: list[str] = []
+    total = items = None
+    deadline = time.monotonic() + max_seconds
+    async with phases.phase(name):
+        for n in range(requests):
+            if time.monotonic() > deadline:
+                break
+            url = f"{stack.base(n)}/api/jobs?page=1&size={size}"
+            started = time.perf_counter()
+            try:
+                async with stack.session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                    raw = await resp.read()
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if resp.status != 200:
+                        errors.append(f"HTTP {resp.status}: {raw[:200]!r}")
+                        continue
+                    latencies.append(elapsed)
+                    if total is None:
+                        body = orjson.loads(raw)
+                        total, items = body.get("total"), len(body.get("items", []))
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+    log.info(
+        "listing: first page (size %d) p50 %s p99 %s ms over %d requests",
+        size,
+        _fmt(summarize(latencies)["p50"]),
+        _fmt(summarize(latencies)["p99"]),
+        requests,
+    )
+    return {
+        "phase": name,
+        "requests": len(latencies) + len(errors),
+        "planned_requests": requests,
+        "size": size,
+        "latency_ms": summarize(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "total_reported": total,
+        "items": items,
+    }
 
 
 async def delete_jobs(stack: Stack, job_ids: list[str], timeout: float = 60.0) -> None:

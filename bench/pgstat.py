@@ -83,3 +83,47 @@ async def snapshot(schema: str = "jobstream", timeout: float = 5.0) -> dict[str,
         await process.wait()
         return {}
     return parse(out.decode()) if process.returncode == 0 else {}
+
+
+async def _psql(*args: str, timeout: float) -> str | None:
+    """psql's stdout, or None when psql is missing, fails or takes longer than `timeout`."""
+    psql = shutil.which("psql")
+    if psql is None:
+        return None
+    try:
+        process = await asyncio.create_subprocess_exec(
+            psql,
+            *PG,
+            "-At",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return None
+    return out.decode() if process.returncode == 0 else None
+
+
+async def vacuum_analyze(schema: str, timeout: float = 300.0) -> bool:
+    """VACUUM (ANALYZE) the tables of one FerretDB database; True when it ran.
+
+    After a bulk load PostgreSQL's autovacuum would otherwise visit the new rows in the middle
+    of the phases measured next, and its planner would plan with statistics of an empty table:
+    a database that filled up over time has neither problem.
+    """
+    names = await _psql(
+        "-c",
+        "SELECT quote_ident(schemaname) || '.' || quote_ident(relname) FROM pg_stat_user_tables "
+        f"WHERE schemaname = '{schema.replace(chr(39), '')}'",
+        timeout=30,
+    )
+    tables = [line.strip() for line in (names or "").splitlines() if line.strip()]
+    if not tables:
+        return False
+    return await _psql("-c", f"VACUUM (ANALYZE) {', '.join(tables)}", timeout=timeout) is not None

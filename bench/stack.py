@@ -29,6 +29,12 @@ COUNTERS = (
     "http_request_duration_seconds_count",
     "operation_evaluation_seconds_sum",
     "operation_evaluation_seconds_count",
+    # jobstream.dbmetrics: the database work behind each job
+    "mongo_commands_total",
+    "mongo_documents_written_total",
+    "mongo_write_errors_total",
+    "mongo_command_duration_seconds_sum",
+    "mongo_command_duration_seconds_count",
 )
 
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import copy
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pymongo.errors import BulkWriteError
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ is a top-level package beside jobstream/, not installed
     sys.path.insert(0, str(ROOT))
 
-from bench import pgstat, procstat, report  # noqa: E402
+from bench import pgstat, prefill, procstat, report, storage_limit  # noqa: E402
 from bench.lag import summarize_lag  # noqa: E402
-from bench.load import Submission, body_for, summarize_load  # noqa: E402
+from bench.load import Submission, body_for, next_page_url, summarize_load, tag  # noqa: E402
 from bench.profile import package_of, top_frames  # noqa: E402
 from bench.raw_limit import message_sizes, steady_slope  # noqa: E402
 from bench.stack import counter_delta, parse_counters, total  # noqa: E402
@@ -346,6 +349,15 @@ def _load(offered: float, completed: float, p99: float) -> dict[str, Any]:
     }
 
 
+def _cmd(command: str, origin: str = "worker", outcome: str = "succeeded") -> str:
+    """A key of mongo_commands_total as bench.stack.parse_counters writes it."""
+    return f"mongo_commands_total{{command={command},origin={origin},outcome={outcome}}}"
+
+
+def _docs(command: str) -> str:
+    return f"mongo_documents_written_total{{command={command}}}"
+
+
 RESULTS: dict[str, Any] = {
     "meta": {
         "date": "2026-01-02 03:04:05",
@@ -360,7 +372,7 @@ RESULTS: dict[str, Any] = {
         "charts": False,
     },
     "raw_limit": {
-        "msgs_per_s": 6000.0,
+        "msgs_per_s": 5000.0,
         "steady_msgs_per_s": 8200.0,
         "produce_msgs_per_s": 20000.0,
         "messages": 160000,
@@ -387,7 +399,7 @@ RESULTS: dict[str, Any] = {
         "probe": {**_load(300, 200.0, 2000.0), "operations_per_job": 1},
         "points": [
             {**_load(50, 50.0, 40.0), "fraction": 0.25},
-            {**_load(100, 100.0, 85.0), "fraction": 0.5},
+            {**_load(100, 100.0, 55.0), "fraction": 0.5},
             {**_load(180, 170.0, 400.0), "fraction": 0.9},
         ],
     },
@@ -432,51 +444,301 @@ RESULTS: dict[str, Any] = {
             },
         ]
     },
+    "storage_limit": {
+        "database": "bench_storage_0123abcd",
+        "operations_per_job": 10,
+        "model": "one job document embedding its operations and results",
+        "levels": [
+            {
+                "concurrency": 4,
+                "commands_per_job": 2,
+                "jobs": 900,
+                "jobs_per_s": 180.0,
+                "ops_per_s": 1800.0,
+                "lost_updates": 0,
+                "job_ms": _latency(20.0, 30.0, 40.0),
+            },
+            {
+                "concurrency": 16,
+                "commands_per_job": 2,
+                "jobs": 1500,
+                "jobs_per_s": 300.0,
+                "runs_jobs_per_s": [280.0, 320.0],
+                "ops_per_s": 3000.0,
+                "lost_updates": 0,
+                "job_ms": _latency(50.0, 70.0, 90.0),
+            },
+        ],
+        "best_concurrency": 16,
+        "jobs_per_s": 300.0,
+        "ops_per_s": 3000.0,
+        "commands_per_job": 2,
+        "per_job": {
+            "mongo_commands_total{command=insert}": 1.0,
+            "mongo_commands_total{command=update}": 1.0,
+        },
+        "three_commands": {
+            "concurrency": 16,
+            "commands_per_job": 3,
+            "jobs": 1000,
+            "jobs_per_s": 200.0,
+            "ops_per_s": 2000.0,
+            "lost_updates": 0,
+            "job_ms": _latency(70.0, 90.0, 120.0),
+        },
+        "lost_updates": 0,
+        "seconds_per_level": 5.0,
+    },
     "phases": [
         {
             "name": "throughput 500 ops/s",
             "wall_seconds": 20.0,
             "cpu_seconds": {"client-1": 8.0, "kafka-1": 4.0},
             "cpu_percent": {"client-1": 40.0, "kafka-1": 20.0, "bench": 5.0},
-        }
+            "operations_per_job": 10,
+            "jobs": 100,
+            "drained": True,
+            "counters": {
+                "client-1": {
+                    _cmd("insert"): 100.0,
+                    _cmd("update"): 150.0,
+                    _cmd("find", origin="api-read"): 40.0,
+                    _docs("insert"): 100.0,
+                    _docs("update"): 150.0,
+                },
+                "client-2": {_cmd("update"): 30.0, _docs("update"): 30.0},
+                "server-1": {"operations_evaluated_total{outcome=succeeded}": 1000.0},
+            },
+        },
+        {
+            # jobs that did not all complete: their commands may fall into the next phase
+            "name": "throughput 125%",
+            "operations_per_job": 10,
+            "jobs": 100,
+            "drained": False,
+            "counters": {"client-1": {_cmd("insert"): 100.0, _cmd("update"): 900.0}},
+        },
+        {
+            "name": "job of 100,000 operations",
+            "operations_per_job": 100_000,
+            "jobs": 1,
+            "drained": True,
+            "counters": {
+                "client-1": {
+                    _cmd("insert"): 2.0,
+                    _cmd("update"): 600.0,
+                    _docs("insert"): 200.0,
+                    _docs("update"): 1000.0,
+                },
+                "client-3": {_cmd("find", origin="api-read"): 300.0},
+            },
+        },
+        {
+            "name": "prefilled: throughput 50%",
+            "run": "prefilled",
+            "operations_per_job": 10,
+            "jobs": 100,
+            "drained": True,
+            "counters": {
+                "client-1": {
+                    _cmd("insert"): 100.0,
+                    _cmd("update"): 190.0,
+                    _cmd("find", origin="api-read"): 30.0,
+                    _docs("insert"): 100.0,
+                    _docs("update"): 190.0,
+                }
+            },
+        },
     ],
+    "listing": {
+        "phase": "listing: first jobs page",
+        "requests": 200,
+        "size": 30,
+        "latency_ms": _latency(4.0, 6.0, 8.0),
+        "errors": 0,
+        "total_reported": 2500,
+        "items": 30,
+    },
+    "prefilled": {
+        "prefill": {
+            "database": "jobstream_bench",
+            "collection": "jobs",
+            "requested": 1_000_000,
+            "inserted": 1_000_000,
+            "already_present": 0,
+            "stored": 1_000_000,
+            "complete": True,
+            "seconds": 130.0,
+            "documents_per_s": 7692.3,
+            "batch_size": 1000,
+            "vacuumed": True,
+            "vacuum_seconds": 20.0,
+        },
+        "throughput": {
+            "operations_per_job": 10,
+            "probe": _load(5000, 1500.0, 3000.0),
+            "loads": [_load(750, 748.0, 90.0), _load(1500, 1520.0, 700.0)],
+            "sustained": 1520.0,
+        },
+        "listing": {
+            "phase": "prefilled: listing: first jobs page",
+            "requests": 200,
+            "size": 30,
+            "latency_ms": _latency(9.0, 15.0, 21.0),
+            "errors": 0,
+            "total_reported": 1_002_500,
+            "items": 30,
+        },
+    },
 }
 
 
-def _targets(results: dict[str, Any]) -> dict[str, bool | None]:
-    return {t["target"].split(" ")[0]: t["ok"] for t in report.evaluate_targets(results)}
-
-
 def test_targets_from_a_fixed_result() -> None:
+    # Given a run that meets every target, when its targets are evaluated
     targets = report.evaluate_targets(RESULTS)
-    assert [t["ok"] for t in targets] == [True, True, True, True]
-    assert "26.7 %" in targets[0]["measured"]  # 1600 / 6000
-    assert "p99 85 ms" in targets[1]["measured"]  # the 50 % point
-    assert "81 %" in targets[2]["measured"]  # 1300 / 1600
+
+    # Then every one is met, each with the figure it was judged on
+    assert [t["ok"] for t in targets] == [True] * 9
+    measured = [t["measured"] for t in targets]
+    assert "32.0 %" in measured[0]  # 1600 / 5000
+    assert "53.3 %" in measured[1]  # 1600 / 3000
+    assert "2.80 commands per job (2.80 writes) over 100 jobs" in measured[2]
+    assert "0.0120" in measured[3]  # 1200 documents / 100,000 operations
+    assert "p99 55 ms" in measured[4]  # the 50 % point
+    assert "81 %" in measured[5]  # 1300 / 1600
+    assert "95 %" in measured[6] and "1,000,000 documents" in measured[6]  # 1520 / 1600
+    assert "p99 21.0 ms" in measured[7] and "8.0 ms" in measured[7]
 
 
 def test_throughput_ratio_is_jobstream_over_raw() -> None:
-    assert report.throughput_ratio(RESULTS) == pytest.approx(1600 / 6000)
+    assert report.throughput_ratio(RESULTS) == pytest.approx(1600 / 5000)
     results = copy.deepcopy(RESULTS)
     del results["raw_limit"]
     assert report.throughput_ratio(results) is None
 
 
+def test_small_jobs_are_measured_against_each_limit_and_the_lower_one() -> None:
+    # Given a raw limit of 5,000 msg/s and a storage limit of 3,000 ops/s
+    lim = report.limits(RESULTS)
+
+    # Then the storage limit is the lower, and small jobs' share of it is theirs of storage
+    assert lim["lower"] == "storage"
+    assert lim["of_raw"] == pytest.approx(1600 / 5000)
+    assert lim["of_storage"] == pytest.approx(1600 / 3000)
+    assert lim["of_lower"] == lim["of_storage"]
+
+    # When the storage limit did not run, the raw limit is the only (so the lower) one
+    results = copy.deepcopy(RESULTS)
+    del results["storage_limit"]
+    lim = report.limits(results)
+    assert (lim["lower"], lim["of_storage"]) == ("raw", None)
+    assert lim["of_lower"] == pytest.approx(1600 / 5000)
+
+
 def test_targets_not_met_and_not_measured() -> None:
+    # Given a run that misses every target
     results = copy.deepcopy(RESULTS)
     results["raw_limit"]["msgs_per_s"] = 10_000.0  # 1600 is 16 %
+    results["storage_limit"]["ops_per_s"] = 4000.0  # 1600 is 40 %
+    results["phases"][0]["counters"]["client-2"][_cmd("update")] = 130.0  # 3.8 per job
+    results["phases"][2]["counters"]["client-1"][_docs("update")] = 5000.0  # 0.052 per op
     results["latency"]["points"][1]["latency_ms"]["p99"] = 150.0
     results["big_jobs"][1].update(completed=False, done_operations=40_000)
+    results["prefilled"]["throughput"]["sustained"] = 1400.0  # 87.5 % of 1600
+    results["prefilled"]["listing"]["latency_ms"]["p99"] = 80.0
     results["resources"]["processes"][0]["peak_rss_mb"] = 300.0
-    assert [t["ok"] for t in report.evaluate_targets(results)] == [False, False, False, False]
-    del results["latency"], results["big_jobs"], results["resources"], results["raw_limit"]
-    assert [t["ok"] for t in report.evaluate_targets(results)] == [None] * 4
+
+    # Then none is met
+    assert [t["ok"] for t in report.evaluate_targets(results)] == [False] * 9
+
+    # And without the figures, none is measured
+    for key in ("latency", "big_jobs", "resources", "raw_limit", "storage_limit", "phases"):
+        del results[key]
+    del results["prefilled"]
+    assert [t["ok"] for t in report.evaluate_targets(results)] == [None] * 9
 
 
 def test_big_job_target_needs_throughput_within_a_fifth_of_small_jobs() -> None:
     results = copy.deepcopy(RESULTS)
     results["big_jobs"][1]["ops_per_s"] = 1250.0  # 78 % of 1600
-    assert [t["ok"] for t in report.evaluate_targets(results)][2] is False
+    assert [t["ok"] for t in report.evaluate_targets(results)][5] is False
+
+
+def test_prefilled_target_needs_a_million_documents_stored() -> None:
+    # Given a prefill stopped by its time budget before a million documents
+    results = copy.deepcopy(RESULTS)
+    results["prefilled"]["prefill"].update(stored=600_000, complete=False)
+
+    # Then the prefilled throughput target is not met, though the throughput held
+    target = report.evaluate_targets(results)[6]
+    assert target["ok"] is False
+    assert "600,000 documents" in target["measured"]
+
+
+# --- database work per job -------------------------------------------------------------------
+
+
+def test_parse_key_splits_name_and_labels() -> None:
+    assert report.parse_key(_cmd("findAndModify", origin="api-read")) == (
+        "mongo_commands_total",
+        {"command": "findAndModify", "origin": "api-read", "outcome": "succeeded"},
+    )
+    assert report.parse_key("jobs_created_total") == ("jobs_created_total", {})
+
+
+def test_db_costs_per_job_size_leave_out_api_reads_and_unfinished_phases() -> None:
+    # Given phases of 10-op jobs (one whose jobs did not all complete) and a 100,000-op job
+    rows = {r["operations_per_job"]: r for r in report.db_costs(RESULTS)}
+
+    # Then 10-op jobs cost (100 inserts + 180 updates) / 100 jobs, the API's reads apart
+    small = rows[10]
+    assert small["jobs"] == 100 and small["phases"] == 1
+    assert small["commands_per_job"] == pytest.approx(2.8)
+    assert small["writes_per_job"] == pytest.approx(2.8)
+    assert small["api_reads_per_job"] == pytest.approx(0.4)
+    assert small["by_command"] == {"update": pytest.approx(1.8), "insert": pytest.approx(1.0)}
+    assert small["documents_per_operation"] == pytest.approx(0.28)
+    assert small["api_reads_labelled"] is True
+
+    # And the big job wrote 1,200 documents for 100,000 operations
+    assert rows[100_000]["commands_per_job"] == 602
+    assert rows[100_000]["documents_per_operation"] == pytest.approx(0.012)
+
+    # And the prefilled run is counted apart
+    [prefilled] = report.db_costs(RESULTS, run="prefilled")
+    assert prefilled["commands_per_job"] == pytest.approx(2.9)
+
+
+def test_db_costs_say_when_api_reads_are_not_labelled() -> None:
+    # Given workers whose API reads carry no origin (every command is `worker`)
+    results = copy.deepcopy(RESULTS)
+    counters = results["phases"][0]["counters"]["client-1"]
+    counters[_cmd("find")] = counters.pop(_cmd("find", origin="api-read"))
+
+    # Then the reads count in the job's cost, and the report says so
+    small = report.db_cost(results, 10)
+    assert small is not None
+    assert small["commands_per_job"] == pytest.approx(3.2)
+    assert small["writes_per_job"] == pytest.approx(2.8)
+    assert small["api_reads_labelled"] is False
+    assert "API reads included" in report.evaluate_targets(results)[2]["measured"]
+
+
+def test_db_costs_are_absent_without_mongo_counters() -> None:
+    results = copy.deepcopy(RESULTS)
+    for phase in results["phases"]:
+        phase["counters"] = {"server-1": {"operations_evaluated_total{outcome=ok}": 5.0}}
+    assert report.db_costs(results) == []
+    assert report.evaluate_targets(results)[2]["ok"] is None
+    assert "not measured" in report.render_markdown(results).split("## Database work per job")[1]
+
+
+def test_observations_name_the_lower_limit_and_a_jobs_cost() -> None:
+    text = " ".join(report.observations(copy.deepcopy(RESULTS)))
+    assert "the storage limit is the lower (1.7 times below the raw Kafka limit)" in text
+    assert "53.3 %" in text
+    assert "2.80 database commands (2.80 writes)" in text
+    assert "bare client needs 2 commands" in text
 
 
 def test_render_markdown_has_every_section_and_the_figures() -> None:
@@ -491,12 +753,21 @@ def test_render_markdown_has_every_section_and_the_figures() -> None:
         "## Big jobs",
         "## CPU and memory per process",
         "## Where the CPU went, per phase",
+        "## Small jobs against both limits",
+        "## The storage limit: a bare PyMongo client on the same database",
+        "## Database work per job",
+        "## Listing, and a prefilled database",
     ):
         assert heading in text
     assert "`abc1234`" in text
     assert "| 2,000 | 2,000 | 1,600 |" in text  # offered, submitted, completed
-    assert "6,000 msg/s" in text
-    assert "26.7 %" in text
+    assert "5,000 msg/s" in text
+    assert "32.0 %" in text
+    assert "| storage: bare PyMongo client | 3,000 ops/s | 53.3 % |" in text
+    assert "| 16 | 2 | 1,500 | 300 | 280 / 320 | 3,000 | 50.0 | 90.0 |" in text  # the best
+    assert "| 10 | 100 | 2.80 | 2.80 | 0.40 | 2.80 | 0.2800 |" in text
+    assert "| small jobs sustained | 1,600 ops/s | 1,520 ops/s | 95 % |" in text
+    assert "| prefilled | 200 | 1,002,500 | 9.0 | 15.0 | 21.0 | 21.0 | 0 |" in text
     assert "**met**" in text and "**not met**" not in text
     assert "_Charts not drawn: matplotlib is not installed._" in text
     assert "| client-1 | 11 | 120.0 |" in text
@@ -529,3 +800,173 @@ def test_write_produces_the_report_and_json(tmp_path: Path) -> None:
     assert tmp_path / "report.md" in paths and tmp_path / "results.json" in paths
     assert report.load(tmp_path / "results.json")["throughput"]["sustained"] == 1600.0
     assert "## Targets" in (tmp_path / "report.md").read_text()
+
+
+# --- the storage limit's and the prefill's documents -----------------------------------------
+
+
+def test_results_update_sets_each_result_on_its_position() -> None:
+    # Given results of operations 1 and 3 of a job
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+
+    # When the update that stores them without completing the job is built
+    update = storage_limit.results_update([(1, "3"), (3, "7")], 2, 0, at, complete=False)
+
+    # Then each result lands on its operation's position (index 1 at 0), with the counters
+    fields = update["$set"]
+    assert fields["operations.0.result"] == "3" and fields["operations.2.result"] == "7"
+    assert fields["operations.0.status"] == "succeeded"
+    assert "operations.1.result" not in fields
+    assert (fields["succeeded"], fields["failed"]) == (2, 0)
+    assert "status" not in fields
+
+    # And folded with completion, the same command completes the job
+    folded = storage_limit.results_update([(1, "3")], 1, 0, at, complete=True)["$set"]
+    assert (folded["status"], folded["finished_at"]) == ("completed", at)
+
+
+def test_a_completed_job_document_counts_every_operation() -> None:
+    created = datetime(2026, 1, 2, tzinfo=UTC)
+    doc = storage_limit.completed_job_document(
+        "ab" * 16, ["1 + 1", "2 * 3"], created, created + timedelta(seconds=1)
+    )
+    assert doc["status"] == "completed"
+    assert (doc["total"], doc["succeeded"], doc["failed"]) == (2, 2, 0)
+    assert [op["status"] for op in doc["operations"]] == ["succeeded", "succeeded"]
+    assert doc["finished_at"] > doc["created_at"]
+
+
+def test_prefill_times_are_oldest_first_within_the_hour_before_the_end() -> None:
+    end = datetime(2026, 1, 2, 12, tzinfo=UTC)
+    times = list(prefill.creation_times(1000, end))
+    assert len(times) == 1000
+    assert times == sorted(times)
+    assert end - timedelta(hours=1) <= times[0] and times[-1] < end
+    assert all(t.microsecond % 1000 == 0 for t in times)  # what BSON stores
+
+
+def test_prefill_batches_hold_every_document_once() -> None:
+    # Given 2,500 documents in batches of 1,000
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    batches = list(prefill.batches(2500, prefill.completed_job, 1000, end))
+
+    # Then there are three batches, and every id once
+    assert [len(b) for b in batches] == [1000, 1000, 500]
+    ids = [doc["_id"] for batch in batches for doc in batch]
+    assert len(set(ids)) == 2500
+
+
+def test_prefill_ids_are_hex_and_never_a_uuid4() -> None:
+    ids = [prefill.prefill_id(n) for n in (0, 1, 999_999)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(i[12] != "4" for i in ids)  # a uuid4's version digit
+    assert len(set(ids)) == 3
+
+
+def test_a_phase_is_tagged_with_its_accepted_jobs_and_their_size() -> None:
+    accepted = _sub(0, 10, 1.0, 0.01, 0.05)
+    refused = Submission(1, 10, scheduled=1.0, error="HTTP 503")
+    record: dict[str, Any] = {"name": "p"}
+    tag(record, [accepted, refused], 10, drained=True)
+    assert record == {"name": "p", "operations_per_job": 10, "jobs": 1, "drained": True}
+
+
+class FakeJobs:
+    """An in-memory collection that refuses ids it already holds, as a unique `_id` does."""
+
+    def __init__(self, held: set[str] | None = None) -> None:
+        self.ids: set[str] = set(held or ())
+
+    async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = True) -> Any:
+        new = [d["_id"] for d in docs if d["_id"] not in self.ids]
+        refused = len(docs) - len(new)
+        self.ids.update(new)
+        if refused:
+            details = {"writeErrors": [{"code": 11000}] * refused, "nInserted": len(new)}
+            raise BulkWriteError(details)
+        return SimpleNamespace(inserted_ids=new)
+
+
+class FakeClient:
+    def __init__(self, jobs: FakeJobs) -> None:
+        self.jobs = jobs
+        self.closed = False
+
+    def __getitem__(self, name: str) -> Any:
+        return {"jobs": self.jobs}
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_prefill_stores_every_document_and_counts_those_already_there() -> None:
+    # Given a collection that already holds the first 300 synthetic jobs
+    jobs = FakeJobs({prefill.prefill_id(n) for n in range(300)})
+    client = FakeClient(jobs)
+
+    # When 2,500 are prefilled in batches of 1,000
+    result = await prefill.prefill(
+        "mongodb://x", "db", 2500, batch_size=1000, connect=lambda *a, **k: client
+    )
+
+    # Then all 2,500 are there, 2,200 of them new, and the client is closed
+    assert len(jobs.ids) == 2500
+    assert (result["inserted"], result["already_present"], result["stored"]) == (2200, 300, 2500)
+    assert result["complete"] is True and result["stopped"] is None
+    assert client.closed
+
+
+async def test_prefill_stops_when_its_checkpoint_says_why() -> None:
+    # Given a checkpoint at 2,000 documents that finds the listing too slow
+    jobs = FakeJobs()
+    seen: list[int] = []
+
+    async def checkpoint(stored: int) -> str | None:
+        seen.append(stored)
+        return "listing too slow"
+
+    # When 10,000 documents are asked for
+    result = await prefill.prefill(
+        "mongodb://x",
+        "db",
+        10_000,
+        batch_size=500,
+        checkpoint=checkpoint,
+        checkpoint_at=2000,
+        connect=lambda *a, **k: FakeClient(jobs),
+    )
+
+    # Then the checkpoint ran once, with at least 2,000 stored, and the prefill stopped there
+    assert len(seen) == 1 and seen[0] >= 2000
+    assert result["stored"] == len(jobs.ids) == seen[0] < 10_000
+    assert (result["complete"], result["stopped"]) == (False, "listing too slow")
+
+
+def test_a_skipped_prefilled_run_fails_both_targets_and_says_why() -> None:
+    # Given a prefilled run stopped at 100,000 documents by a slow listing
+    results = copy.deepcopy(RESULTS)
+    reason = "the jobs list took page 1 of 30: 1,200 ms with 100,000 documents stored"
+    results["prefilled"] = {
+        "prefill": {"stored": 100_000, "complete": False, "stopped": reason},
+        "probe": {"documents": 100_000, "first_page_ms": [1200.0], "pages_of_100_ms": []},
+        "skipped": reason,
+    }
+
+    # Then both prefilled targets are not met, with the reason and the probe's figure
+    prefilled, page = report.evaluate_targets(results)[6:8]
+    assert prefilled["ok"] is False and reason in prefilled["measured"]
+    assert page["ok"] is False and "1,200 ms once, with 100,000 documents" in page["measured"]
+    assert "The prefilled run did not happen" in report.render_markdown(results)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"items": []}, "http://h:1/api/jobs?page=3&size=100"),
+        ({"next": "/api/jobs?size=100&after=abc"}, "http://h:1/api/jobs?size=100&after=abc"),
+        ({"next": "http://other:2/api/jobs?after=x"}, "http://other:2/api/jobs?after=x"),
+        ({"next": None}, "http://h:1/api/jobs?page=3&size=100"),
+    ],
+)
+def test_the_next_page_follows_the_listings_own_link(body: dict[str, Any], expected: str) -> None:
+    assert next_page_url("http://h:1", body, 2, 100) == expected
