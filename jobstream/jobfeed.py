@@ -1,6 +1,6 @@
 """The job events topic on a client worker: a publisher for the persisting agent, and a follower.
 
-Every client worker reads the whole topic (each partition, from its end, with no consumer group:
+Every client worker reads the whole topic (every partition, from its end, with no consumer group:
 every worker needs every event, not a share of them) and hands each change to its `JobEventHub`,
 so any worker can tell any job's progress, whichever worker persisted it. Both Kafka clients have
 their own connections and acks=1: a lost event only delays a live view, and nothing here may slow
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import faust
 import mode
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from jobstream.jobevents import JobChange, JobEventHub, JobEventPublisher
@@ -172,34 +172,33 @@ class JobFeed:
         await self._sender.stop()
 
     async def _follow(self) -> None:
-        """Read every partition of the events topic from its end, forever, reconnecting."""
+        """Read every partition of the events topic from its end, forever, reconnecting.
+
+        Subscribed without a consumer group, the consumer is given every partition (and any the
+        topic gains, noticed with the metadata) and starts at the end, with no offsets stored.
+        """
         topic = self.settings.job_events_topic
         backoff = RETRY_SECONDS
         while True:
             consumer = AIOKafkaConsumer(
+                topic,
                 bootstrap_servers=self.settings.bootstrap_servers,
                 client_id=f"{worker_name(self.settings)}-job-events",
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="latest",
+                metadata_max_age_ms=30_000,  # a topic created later is followed within 30 s
             )
             try:
                 await consumer.start()
-                await consumer.topics()  # fetches the metadata partitions_for_topic reads
-                partitions = consumer.partitions_for_topic(topic)
-                if not partitions:
-                    raise LookupError(f"topic {topic} does not exist (run jobstream.bootstrap)")
-                assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-                consumer.assign(assigned)
-                await consumer.seek_to_end(*assigned)
-                log.info("following %s (%d partitions)", topic, len(assigned))
-                backoff = RETRY_SECONDS
+                log.info("following %s", topic)
                 while True:
                     fetched = await consumer.getmany(timeout_ms=1000, max_records=FETCH_RECORDS)
                     for records in fetched.values():
                         self.metrics.received.inc(len(records))
                         for record in records:
                             self._dispatch(record.value)
+                    backoff = RETRY_SECONDS
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

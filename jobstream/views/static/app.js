@@ -485,7 +485,8 @@ function jobsPage(main, ctx, params) {
   function onEvent({ event, data }) {
     if (event === 'job') lastNews = Date.now();
     if (event === 'stats') {
-      totals.rate.textContent = n(Math.round(data.operations_per_second));
+      const rate = data.operations_per_second;
+      totals.rate.textContent = rate > 0 && rate < 10 ? rate.toFixed(1) : n(Math.round(rate));
       return;
     }
     if (event !== 'job') return;
