@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jobstream.errors import NotFound
-from jobstream.models import Job, Operation, OperationResult, operation_id
+from jobstream.models import Job, Operation, OperationResult, OperationStatus, operation_id
 from jobstream.storage import DELETING, Outcomes, Progress, SavedProgress, utcnow
 
 VISIBLE = ("in_progress", "completed")
@@ -109,14 +109,17 @@ class MemoryRepository:
         return self._operation(job_id, index, expression)
 
     async def list_operations(
-        self, job_id: str, page: int, size: int
+        self, job_id: str, page: int, size: int, status: OperationStatus | None = None
     ) -> tuple[int, list[Operation]]:
         self._enter("list_operations")
-        total = self._visible(job_id).job.total
-        first = (page - 1) * size + 1
-        operations = self._operations.get(job_id, {})
-        indexes = range(first, min(first + size, total + 1))
-        return total, [self._operation(job_id, i, operations[i]) for i in indexes]
+        self._visible(job_id)
+        operations = [
+            self._operation(job_id, index, text)
+            for index, text in sorted(self._operations.get(job_id, {}).items())
+        ]
+        if status is not None:
+            operations = [op for op in operations if op.status == status]
+        return len(operations), operations[(page - 1) * size : page * size]
 
     def _operation(self, job_id: str, index: int, expression: str) -> Operation:
         result = self._results.get(job_id, {}).get(index)

@@ -37,7 +37,7 @@ from pymongo.errors import (
 )
 
 from jobstream.errors import NotFound, StorageError
-from jobstream.models import Job, Operation, OperationResult, operation_id
+from jobstream.models import Job, Operation, OperationResult, OperationStatus, operation_id
 from jobstream.names import JOBS, OPERATIONS, RESULTS
 
 # Storage takes its tracer from OpenTelemetry itself: it imports nothing of the web stack or of
@@ -106,7 +106,7 @@ class Repository(Protocol):
     async def delete_job(self, job_id: str) -> None: ...
     async def get_operation(self, job_id: str, index: int) -> Operation: ...
     async def list_operations(
-        self, job_id: str, page: int, size: int
+        self, job_id: str, page: int, size: int, status: OperationStatus | None = None
     ) -> tuple[int, list[Operation]]: ...
 
     # -- persisting results -----------------------------------------------------------------
@@ -336,15 +336,30 @@ class MongoRepository:
 
     @_converted
     async def list_operations(
-        self, job_id: str, page: int, size: int
+        self, job_id: str, page: int, size: int, status: OperationStatus | None = None
     ) -> tuple[int, list[Operation]]:
-        """One page of a job's operations in submission order, and the total; NotFound if no job."""
+        """One page of a job's operations in submission order, and how many there are (of that
+        status, when one is given); NotFound if no job."""
         job = await self.get_job(job_id)
-        first = (page - 1) * size + 1
-        ids = [operation_id(job_id, i) for i in range(first, min(first + size, job.total + 1))]
+        skip = (page - 1) * size
+        if status is None:
+            total = job.total
+            indexes = list(range(skip + 1, min(skip + size, total) + 1))
+        elif status == "pending":
+            # the operations without a result: the indexes of the results, read on the
+            # (job_id, index) index, then the gaps between them
+            ended = {d["index"] async for d in self._results.find({"job_id": job_id}, {"index": 1})}
+            pending = [i for i in range(1, job.total + 1) if i not in ended]
+            total, indexes = len(pending), pending[skip : skip + size]
+        else:
+            query = {"job_id": job_id, "status": status}
+            total = await self._results.count_documents(query)
+            cursor = self._results.find(query, {"index": 1}).sort("index", ASCENDING)
+            indexes = [d["index"] async for d in cursor.skip(skip).limit(size)]
+        ids = [operation_id(job_id, i) for i in indexes]
         operations = await _each(ids, lambda op_id: self._operations.find_one({"_id": op_id}))
         results = await _each(ids, lambda op_id: self._results.find_one({"_id": op_id}))
-        return job.total, [
+        return total, [
             _operation(doc, result)
             for doc, result in zip(operations, results, strict=True)
             if doc is not None

@@ -203,3 +203,28 @@ async def test_a_deletion_stopped_half_way_is_invisible_and_a_retry_finishes_it(
     assert await repository.unfinished_deletions(utcnow(), 10) == []
     with pytest.raises(NotFound):
         await repository.delete_job(job_id)
+
+
+async def test_operations_are_listed_by_status_in_submission_order(repository: Repository) -> None:
+    # Given a job of six operations: two failed, one succeeded, three pending
+    job_id = "7" * 32
+    await repository.create_job(job_id, [str(n) for n in range(6)])
+    await repository.record_results(
+        [
+            OperationResult(job_id, 5, 6, "failed", error="e5"),
+            OperationResult(job_id, 2, 6, "failed", error="e2"),
+            OperationResult(job_id, 3, 6, "succeeded", result="2"),
+        ]
+    )
+
+    # Then each status lists its own operations, in order, paginated, with their own total
+    total, failed = await repository.list_operations(job_id, 1, 1, status="failed")
+    assert (total, [op.index for op in failed]) == (2, [2])
+    _, failed = await repository.list_operations(job_id, 2, 1, status="failed")
+    assert [(op.index, op.error) for op in failed] == [(5, "e5")]
+    total, pending = await repository.list_operations(job_id, 1, 10, status="pending")
+    assert (total, [op.index for op in pending]) == (3, [1, 4, 6])
+    total, succeeded = await repository.list_operations(job_id, 1, 10, status="succeeded")
+    assert (total, [(op.index, op.result) for op in succeeded]) == (1, [(3, "2")])
+    total, everything = await repository.list_operations(job_id, 1, 10)
+    assert (total, len(everything)) == (6, 6)
