@@ -714,7 +714,11 @@ def _prefilled(results: dict[str, Any]) -> str:
             pct(ratio(_page_p99(prefilled.get("listing")), _page_p99(listing))),
         ),
     ]
-    parts.append(table(("figure", "empty database", "prefilled", "prefilled / empty"), rows))
+    parts.append(
+        "*Empty* is the database as the run found it (emptied at its start), holding only the "
+        "run's own jobs (a few thousand).\n\n"
+        + table(("figure", "empty database", "prefilled", "prefilled / empty"), rows)
+    )
     parts.append(
         "The first page of `GET /api/jobs` (size 30), one request after the other, round robin "
         "over the three client APIs, with no other load:\n\n"
@@ -1341,7 +1345,7 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xlabel("offered load (operations/s)")
         ax.set_ylabel("throughput (operations/s)")
         ax.set_title("jobstream throughput vs offered load")
-        ax.legend()
+        ax.legend(fontsize="small", loc="best")
         ax.grid(True, alpha=0.3)
         path = out_dir / "throughput.png"
         fig.tight_layout()
