@@ -3,12 +3,17 @@
 By default the session starts the workers with `scripts/dev.sh` (reconciliation tightened so the
 crash tests finish in seconds) and stops them afterwards. With JOBSTREAM_E2E_EXTERNAL=1 the tests
 use workers that are already running (`make dev-start`).
+
+With JOBSTREAM_E2E_TOKEN=<token> (or =1 for a random one) the workers are started with that one
+API token (JOBSTREAM_API_TOKENS) and every request of the session carries it (AUTH_HEADERS); with
+JOBSTREAM_E2E_EXTERNAL=1 it must be one of the running workers' tokens. Unset, the API is open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -28,8 +33,18 @@ DEV = str(ROOT / "scripts" / "dev.sh")
 PID_DIR = Path(os.environ.get("JOBSTREAM_STATE_DIR", ROOT / ".infra")) / "pids"
 CLIENT_PORTS = (8080, 8081, 8082)
 SERVER_PORTS = (8090, 8091, 8092)
+#: The API token the session uses, or None: the API is open (see the module's docstring).
+TOKEN: str | None = {"": None, "1": secrets.token_urlsafe(24)}.get(
+    os.environ.get("JOBSTREAM_E2E_TOKEN", ""), os.environ.get("JOBSTREAM_E2E_TOKEN")
+)
+#: Headers that authenticate a request to the API (empty when it is open).
+AUTH_HEADERS = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 #: Tight reconciliation for the tests: a lost operation is re-published after a few seconds.
-E2E_ENV = {"JOBSTREAM_RECONCILE_AFTER": "6", "JOBSTREAM_RECONCILE_INTERVAL": "2"}
+E2E_ENV = {
+    "JOBSTREAM_RECONCILE_AFTER": "6",
+    "JOBSTREAM_RECONCILE_INTERVAL": "2",
+    "JOBSTREAM_API_TOKENS": TOKEN or "",
+}
 
 
 @dataclass
@@ -39,6 +54,8 @@ class Stack:
     session: aiohttp.ClientSession
     mongo: AsyncMongoClient
     external: bool
+    #: The API token every request of `session` carries, or None when the API is open.
+    token: str | None = None
 
     @property
     def api(self) -> str:
@@ -141,9 +158,9 @@ async def stack(service_checker: Any, mongo_url: str) -> AsyncIterator[Stack]:
     if not external:
         env = {**os.environ, **E2E_ENV}
         await asyncio.to_thread(subprocess.run, [DEV, "start"], check=True, timeout=240, env=env)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), headers=AUTH_HEADERS)
     mongo: AsyncMongoClient = AsyncMongoClient(mongo_url, serverSelectionTimeoutMS=5000)
-    s = Stack(session, mongo, external)
+    s = Stack(session, mongo, external, TOKEN)
     try:
         await _pipeline_ready(s)
         yield s
