@@ -295,7 +295,13 @@ class MongoRepository:
             raise NotFound(f"job {job_id} not found")
         await self._purge(self._operations, job_id, doc["total"])
         await self._purge(self._results, job_id, doc["total"])
-        await self._jobs.delete_one({"_id": job_id, "status": DELETING})
+        await self._jobs.delete_one({"_id": job_id})
+        # Once more after the job document is gone: a persisting worker checks for the job after
+        # storing results, so whatever it stored before this point is found here and whatever it
+        # stores after finds no job and removes itself. Needed on FerretDB, whose findAndModify is
+        # not atomic against a concurrent conditional update: a progress update racing the mark
+        # above can overwrite it (seen in the fault suite), and the worker then keeps its results.
+        await self._purge(self._results, job_id, doc["total"])
 
     async def _purge(
         self, collection: AsyncCollection, job_id: str, last: int, first: int = 1

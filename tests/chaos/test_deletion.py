@@ -120,11 +120,10 @@ async def test_ferretdb_restarted_during_deletions_leaves_no_orphans(system: Sys
 
     async def fault(load: Load) -> dict[str, Any]:
         for n in range(12):
-            deleted.append(await submit(system, "".join(f"{n} + {i}\n" for i in range(2_000))))
+            deleted.append(await submit(system, "".join(f"{n} + {i}\n" for i in range(5_000))))
         injected = now()
         deletions = asyncio.gather(*(delete_until_gone(system, j) for j in deleted))
-        await asyncio.sleep(0.3)  # some deletions are under way
-        await system.stop_service("ferretdb")
+        await system.stop_service("ferretdb")  # while the deletions are under way
         await asyncio.sleep(5)
         await system.start_service("ferretdb")
         restored = now()
@@ -140,7 +139,7 @@ async def test_ferretdb_restarted_during_deletions_leaves_no_orphans(system: Sys
     record = await run_scenario(
         system,
         "ferretdb-restart-during-deletions",
-        "restart FerretDB while 12 jobs of 2,000 operations are being deleted (DELETE retried)",
+        "restart FerretDB while 12 jobs of 5,000 operations are being deleted (DELETE retried)",
         fault,
         specs=generate_load(20, seed=602, max_ops=50),
         spacing=1.0,

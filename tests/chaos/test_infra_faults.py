@@ -100,7 +100,8 @@ async def test_all_brokers_stopped_under_load_every_request_answers_in_time(
         await busy(system, load, accepted=6, worker="client-1", topic=RESPONSE_TOPIC, at_least=50)
         injected = now()
         brokers = ("kafka-1", "kafka-2", "kafka-3")
-        await asyncio.gather(*(system.stop_service(b) for b in brokers))
+        # SIGKILL: with every controller going, a SIGTERMed node waits for a quorum that is gone
+        await asyncio.gather(*(system.stop_service(b, kill=True) for b in brokers))
         await asyncio.sleep(ALL_BROKERS_DOWNTIME)
         await asyncio.gather(*(system.start_service(b) for b in brokers))
         return {"injected_at": injected, "restored_at": now(), "victims": list(brokers)}
