@@ -379,8 +379,8 @@ function jobsPage(main, ctx, params) {
       h('a', { class: 'button primary', href: '#/submit' }, 'Submit a job')),
     flashMessage(),
     h('section', { class: 'totals', 'aria-label': 'Totals' },
-      h('div', { class: 'card' }, h('span', {}, 'In progress'), totals.in_progress),
-      h('div', { class: 'card' }, h('span', {}, 'Completed'), totals.completed),
+      h('div', { class: 'card by-status', hidden: true }, h('span', {}, 'In progress'), totals.in_progress),
+      h('div', { class: 'card by-status', hidden: true }, h('span', {}, 'Completed'), totals.completed),
       h('div', { class: 'card' }, h('span', {}, 'All jobs'), totals.all),
       h('div', { class: 'card' }, h('span', {}, 'Operations per second'), totals.rate)),
     h('div', { class: 'toolbar', id: 'jobs-toolbar', hidden: true },
@@ -431,8 +431,9 @@ function jobsPage(main, ctx, params) {
   async function loadTotals() {
     const all = await apiJson('/api/jobs?size=1', { signal: ctx.signal });
     totals.all.textContent = n(all.total);
-    if ((await capabilities()).jobStatusFilter) {
+    if ((await capabilities()).jobStatusFilter) { // totals by status need the API's filter
       $('#jobs-toolbar').hidden = false;
+      for (const card of main.querySelectorAll('.by-status')) card.hidden = false;
       for (const s of ['in_progress', 'completed']) {
         counts[s] = (await apiJson(`/api/jobs?size=1&status=${s}`, { signal: ctx.signal })).total;
       }
@@ -586,8 +587,8 @@ function jobPage(main, ctx, id, params) {
     facts.succeeded.textContent = n(ops.succeeded);
     facts.failed.textContent = n(ops.failed);
     facts.pending.textContent = n(ops.pending);
-    facts.created.replaceChildren(timeElement(job.created_at));
-    facts.finished.replaceChildren(timeElement(job.finished_at));
+    facts.created.replaceChildren(timeElement(job.created_at, true));
+    facts.finished.replaceChildren(timeElement(job.finished_at, true));
     facts.duration.textContent = jobDuration(job);
     if (job.status === 'completed' && !wasFinal) {
       if (source !== 'first') loadOperations(); // the results are all there now
