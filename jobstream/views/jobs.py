@@ -13,7 +13,7 @@ from aiohttp import web as aioweb
 
 from jobstream.agents.delivery import PublishTimeout, send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
-from jobstream.models import OperationRequest, request_messages
+from jobstream.models import OperationRequest, OperationStatus, request_messages
 from jobstream.settings import Settings
 from jobstream.storage import Repository
 from jobstream.submission import SubmissionLimits, parse_body
@@ -59,6 +59,19 @@ def operation_index_from(job_id: str, raw: str) -> int:
 def _is_number(text: str) -> bool:
     """ASCII digits only (str.isdigit() also takes "²" and "٣"), and small enough to be sane."""
     return text.isascii() and text.isdigit() and len(text) <= 10
+
+
+OPERATION_STATUSES = ("pending", "succeeded", "failed")
+
+
+def operation_status_from(query: Any) -> OperationStatus | None:
+    """The optional `status` filter of an operations listing, validated."""
+    raw = query.get("status")
+    if raw is None:
+        return None
+    if raw not in OPERATION_STATUSES:
+        raise InvalidJob(f"status must be one of {', '.join(OPERATION_STATUSES)}, got {raw[:20]!r}")
+    return raw  # type: ignore[no-any-return]
 
 
 def page_from(query: Any) -> tuple[int, int]:
@@ -184,7 +197,10 @@ def register_job_views(
 
         async def get(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
             page, size = page_from(request.query)
-            total, operations = await repository.list_operations(job_id_from(job_id), page, size)
+            status = operation_status_from(request.query)
+            total, operations = await repository.list_operations(
+                job_id_from(job_id), page, size, status
+            )
             return page_response(page, size, total, [op.to_json() for op in operations])
 
     @app.page("/api/jobs/{job_id}/operations/{operation_id}")

@@ -16,7 +16,12 @@ from aiohttp import web as aioweb
 from jobstream.settings import Settings
 from jobstream.telemetry import Metrics
 from jobstream.views.base import JsonView
-from jobstream.views.jobs import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE
+from jobstream.views.jobs import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE,
+    MAX_PAGE_SIZE,
+    OPERATION_STATUSES,
+)
 
 JOB_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 OPERATION_ID = {"type": "string", "pattern": "^(?:[0-9a-f]{32}-)?[1-9][0-9]{0,8}$"}
@@ -204,7 +209,16 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "parameters": [job_path],
                 "get": {
                     "summary": "A job's operations in submission order",
-                    "parameters": PAGE,
+                    "description": "With `status`, only the operations in that status (and "
+                    "`total` counts those).",
+                    "parameters": [
+                        *PAGE,
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(OPERATION_STATUSES)},
+                        },
+                    ],
                     "responses": {
                         "200": _ok("A page of operations", "OperationPage"),
                         **bad,

@@ -184,3 +184,23 @@ async def test_job_deleted_in_flight_is_never_resurrected(stack: Stack, database
     assert await database["jobs"].count_documents({"_id": job_id}) == 0  # type: ignore[index]
     assert await database["operations"].count_documents({"job_id": job_id}) == 0  # type: ignore[index]
     assert (await stack.request("GET", f"/api/jobs/{job_id}"))[0] == 404
+
+
+async def test_operations_can_be_listed_by_status(stack: Stack) -> None:
+    # Given a completed job with one failed operation among three
+    job_id = await stack.submit("1 + 1\n1 / 0\n2 * 3\n")
+    await stack.wait_completed(job_id)
+
+    # When its operations are listed by status
+    status, failed, _ = await stack.request("GET", f"/api/jobs/{job_id}/operations?status=failed")
+    _, succeeded, _ = await stack.request(
+        "GET", f"/api/jobs/{job_id}/operations?status=succeeded&size=1&page=2"
+    )
+    bad, error, _ = await stack.request("GET", f"/api/jobs/{job_id}/operations?status=done")
+
+    # Then each lists its own, with its own total; an unknown status is a clear 400
+    assert status == 200, failed
+    assert (failed["total"], [op["index"] for op in failed["items"]]) == (1, [2])
+    assert "division by zero" in failed["items"][0]["error"]
+    assert (succeeded["total"], [op["result"] for op in succeeded["items"]]) == (2, ["6"])
+    assert bad == 400 and "status must be one of" in error["message"]
