@@ -19,9 +19,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from jobstream.app import create_app, faust_process_variables, faust_setting_variables
-from jobstream.names import PROGRESS_TABLE
 from jobstream.errors import StorageError
 from jobstream.memory import MemoryRepository
+from jobstream.names import PROGRESS_TABLE
 from jobstream.settings import Settings
 from jobstream.telemetry import Metrics
 from jobstream.views import health
