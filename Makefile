@@ -92,10 +92,14 @@ bench: install $(BENCH_STAMP) ## the benchmark: stack lock, fresh database, 3+3 
 bench-quick: install $(BENCH_STAMP) ## a ~2.5-minute benchmark
 	bench/run.sh --quick
 
-test: install install-browser ## install, start the services, lint, run every suite (fault suite last), stop everything (also on failure)
+# The API's refusals and its OpenAPI contract once more, with the workers requiring a bearer token.
+TOKEN_PASS := JOBSTREAM_E2E_TOKEN=1 JOBSTREAM_E2E_SCHEMATHESIS_EXAMPLES=10 \
+	$(BIN)/pytest tests/e2e/test_auth.py tests/e2e/test_errors.py tests/e2e/test_openapi.py
+
+test: install install-browser ## install, start the services, lint, run every suite (API again with a token; fault suite last), stop everything (also on failure)
 	$(MAKE) infra-up
 	@status=0; \
-	$(MAKE) lint && $(BIN)/pytest && $(BIN)/pytest -m chaos tests/chaos || status=$$?; \
+	$(MAKE) lint && $(BIN)/pytest && $(TOKEN_PASS) && $(BIN)/pytest -m chaos tests/chaos || status=$$?; \
 	$(DEV) stop; \
 	$(MAKE) infra-down; \
 	exit $$status
