@@ -8,9 +8,9 @@ document embedding its operations and their results):
   2. one `update` that `$set`s the 10 results, the counters, `status: completed` and `finished_at`
      (the persist agent knows from its progress table that these results complete the job, so
      storing them and completing the job can be one command).
-Two commands per job, whatever the concurrency; N in 4, 8, 16, 32, each for a few seconds, and
-the best N gives the limit. Then, at that N, the same with completion as a third command (the
-form where the results arrive in more than one batch), for reference.
+Two commands per job, whatever the concurrency; N in 4, 8, 16, 32, 64, each twice for a few
+seconds, and the best N gives the limit. Then, at that N, the same with completion as a third
+command (the form where the results arrive in more than one batch), for reference.
 
 The commands are counted by jobstream's own listener (jobstream.dbmetrics), so the figures say
 how many commands and documents a job took here, in the same units as the workers' /metrics.
@@ -37,7 +37,7 @@ from jobstream.dbmetrics import command_listener
 log = logging.getLogger("bench.storage_limit")
 
 OPERATIONS = 10
-CONCURRENCY = (4, 8, 16, 32)
+CONCURRENCY = (4, 8, 16, 32, 64)
 #: The indexes a `jobs` collection carries (listing newest first; reconciliation's scan).
 JOB_INDEXES: tuple[list[tuple[str, int]], ...] = (
     [("created_at", DESCENDING), ("_id", DESCENDING)],
