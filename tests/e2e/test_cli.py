@@ -31,6 +31,15 @@ JOBSTREAM = str(Path(sys.executable).parent / "jobstream")
 BIG_JOB = 100_000
 
 
+def environment(stack: Stack) -> dict[str, str]:
+    """The command's environment: this one, with the stack's API token when it requires one."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JOBSTREAM_API_URL", "COLUMNS")}
+    env.pop("JOBSTREAM_API_TOKEN", None)
+    if stack.token:
+        env["JOBSTREAM_API_TOKEN"] = stack.token
+    return env
+
+
 def lines_of(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
@@ -43,15 +52,21 @@ async def jobstream(
     if not any(arg.startswith("--api") for arg in args):
         command += ["--api", stack.api]
     return await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=environment(stack),
     )
 
 
-def run_in_terminal(command: list[str], timeout: float) -> tuple[int, str]:
+def run_in_terminal(command: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
     """Run `command` on a pseudo-terminal (160 x 40) and return its exit code and all it drew."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
+    env = {k: v for k, v in env.items() if k not in ("NO_COLOR", "LINES")}
     process = subprocess.Popen(
         command, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env={**env, "TERM": "xterm"}
     )
@@ -137,7 +152,7 @@ async def test_a_100000_operation_job_shows_its_progress_and_finishes(
 
     # When it is submitted with --wait on a terminal
     command = [JOBSTREAM, "submit", str(source), "--wait", "--api", stack.api]
-    code, drawn = await asyncio.to_thread(run_in_terminal, command, 280)
+    code, drawn = await asyncio.to_thread(run_in_terminal, command, environment(stack), 280)
 
     # Then a progress bar showed operations done, failed, the rate and the time left as it ran
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)
