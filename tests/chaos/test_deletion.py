@@ -130,10 +130,10 @@ async def test_ferretdb_restarted_during_deletions_leaves_no_orphans(system: Sys
                 await asyncio.sleep(1.0)
             return outcomes
 
-        deletions = asyncio.create_task(one_after_another())
-        await asyncio.sleep(1.5)  # the first deletions are done, the next ones meet the outage
         await system.stop_service("ferretdb")
-        await asyncio.sleep(8)  # longer than the client's 5 s server selection: DELETEs fail
+        deletions = asyncio.create_task(one_after_another())
+        # longer than a command's server selection (5 s) and its one retry: DELETEs get 503s
+        await asyncio.sleep(12)
         await system.start_service("ferretdb")
         restored = now()
         outcomes = await deletions
