@@ -149,6 +149,7 @@ def test_uploaded_sample_runs_to_100_percent_with_exact_results(page: WebDriver)
     assert column(page, "#operations-table td.result") == [
         "69", "-8", "69", "-3", "-3", "-3", "-3", "69", "1.75", "198",
     ]  # fmt: skip
+    page.set_window_size(WIDE[0], 1180)  # every operation in the picture
     screenshot(page, "job.png")
 
 
