@@ -148,7 +148,7 @@ class MemoryRepository:
     async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress:
         self._enter("save_progress")
         now = utcnow()
-        saved = SavedProgress(set(), {})
+        saved = SavedProgress(set(), {}, now)
         for p in progress:
             stored = self._jobs.get(p.job_id)
             if stored is None or stored.status != "in_progress":

@@ -78,6 +78,8 @@ class SavedProgress:
     stale: set[str]
     #: job id -> when the job was created, for each job this call completed
     completed: dict[str, datetime]
+    #: the time the call stored (`updated_at`, and `finished_at` of the jobs it completed)
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -430,7 +432,7 @@ class MongoRepository:
         reconciliation) come back as `stale`.
         """
         now = utcnow()
-        saved = SavedProgress(set(), {})
+        saved = SavedProgress(set(), {}, now)
 
         async def save(p: Progress) -> None:
             fields: dict[str, Any] = {

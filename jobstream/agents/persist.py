@@ -23,7 +23,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 import faust
@@ -35,7 +34,7 @@ from jobstream.errors import StorageError
 from jobstream.jobevents import JobChange
 from jobstream.models import InvalidEvent, OperationResult, decode_results
 from jobstream.settings import Settings
-from jobstream.storage import Progress, Repository, utcnow
+from jobstream.storage import Progress, Repository, SavedProgress, utcnow
 from jobstream.tables.progress import JobProgress
 from jobstream.telemetry import Metrics, context_from, is_sampled, tracer
 from jobstream.topics import Topics
@@ -119,17 +118,15 @@ class ResultWriter:
             else:
                 self._table[key] = progress.encode()
         if self._on_changes is not None:
-            self._on_changes(_changes(touched, saved.stale, gone, saved.completed))
+            self._on_changes(_changes(touched, saved, gone))
 
 
 def _changes(
-    touched: dict[str, JobProgress],
-    stale: set[str],
-    gone: set[str],
-    completed: dict[str, datetime],
+    touched: dict[str, JobProgress], saved: SavedProgress, gone: set[str]
 ) -> list[JobChange]:
-    """One change per job a batch moved: its counters, completion, or deletion."""
-    now = utcnow()
+    """One change per job a batch moved: its counters, completion (at the time the database
+    stored), or deletion."""
+    stale, completed, now = saved.stale, saved.completed, saved.at
     changes = []
     for job_id, p in touched.items():
         if job_id in gone:

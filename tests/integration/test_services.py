@@ -56,6 +56,7 @@ def unique_settings(brokers: list[str]) -> Settings:
         request_topic=f"{tag}.request",
         response_topic=f"{tag}.response",
         dead_letter_topic=f"{tag}.dead-letter",
+        job_events_topic=f"{tag}.job-events",
         client_group=f"{tag}-group",
         partitions=3,
     )
@@ -192,6 +193,7 @@ async def test_bootstrap_module_run_twice_creates_topics_once_and_reports_zero_t
         "JOBSTREAM_REQUEST_TOPIC": settings.request_topic,
         "JOBSTREAM_RESPONSE_TOPIC": settings.response_topic,
         "JOBSTREAM_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "JOBSTREAM_JOB_EVENTS_TOPIC": settings.job_events_topic,
         "JOBSTREAM_CLIENT_GROUP": settings.client_group,
         "JOBSTREAM_PARTITIONS": str(settings.partitions),
         "JOBSTREAM_MONGO_URL": mongo_url,
