@@ -19,19 +19,18 @@ from jobstream.storage import MongoRepository, Progress, Repository, utcnow
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
-@pytest_asyncio.fixture(params=["ferretdb", "memory"])
-async def repository(request: pytest.FixtureRequest) -> AsyncIterator[Repository]:
-    """A repository on a fresh database, with its indexes (or a fresh in-memory one)."""
-    if request.param == "memory":
-        yield MemoryRepository()
-        return
-    mongo_db: AsyncDatabase = request.getfixturevalue("mongo_db")
-    repo = MongoRepository.connect(request.getfixturevalue("mongo_url"), mongo_db.name)
-    await repo.ensure_indexes()
-    try:
-        yield repo
-    finally:
-        await repo.close()
+@pytest.fixture(params=["ferretdb", "memory"])
+def repository(request: pytest.FixtureRequest) -> Repository:
+    """The repository under contract: MongoDB's on a fresh FerretDB database, or the twin."""
+    name = "mongo_repository" if request.param == "ferretdb" else "memory_repository"
+    repository: Repository = request.getfixturevalue(name)
+    return repository
+
+
+@pytest.fixture
+def memory_repository() -> MemoryRepository:
+    """A fresh in-memory repository."""
+    return MemoryRepository()
 
 
 @pytest_asyncio.fixture
