@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import uuid
@@ -11,7 +12,7 @@ from typing import Any
 import faust
 from aiohttp import web as aioweb
 
-from jobstream.agents.delivery import PublishTimeout, send_many_durably
+from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
 from jobstream.models import OperationRequest, OperationStatus, request_messages
 from jobstream.settings import Settings
@@ -131,6 +132,18 @@ def register_job_views(
         pass
 
     View.metrics = metrics
+    #: Publishes that outlived their request (kept referenced until they end).
+    background: set[asyncio.Future] = set()
+
+    def _published_late(job_id: str, publish: asyncio.Future) -> None:
+        background.discard(publish)
+        if publish.cancelled():
+            return
+        error = publish.exception()
+        if error is None:
+            log.info("job %s published after its answer", job_id)
+        else:
+            log.warning("job %s not fully published (%s): reconciliation will", job_id, error)
 
     @app.page("/api/jobs")
     class Jobs(View):
@@ -146,22 +159,33 @@ def register_job_views(
             # deadline, leaves pending operations that reconciliation publishes, so the 201 below
             # is a promise kept either way.
             total = len(expressions)
-            try:
-                await send_many_durably(
+            loop = asyncio.get_running_loop()
+            # The publish outlives the answer when the deadline passes first (a big job whose
+            # storing took most of it, or Kafka unreachable): it goes on in the background until
+            # reconciliation would take over, instead of leaving the rest of the job to the timer.
+            publish = asyncio.ensure_future(
+                send_many_durably(
                     topics.requests,
                     request_messages(
                         OperationRequest(job_id, index, total, text)
                         for index, text in enumerate(expressions, start=1)
                     ),
                     metrics,
-                    deadline=deadline,
+                    deadline=loop.time() + settings.reconcile_after,
                 )
-            except PublishTimeout as exc:
+            )
+            done, _ = await asyncio.wait({publish}, timeout=max(deadline - loop.time(), 0.0))
+            if done:
+                publish.result()  # PublishTimeout cannot happen this early; anything else is a bug
+            else:
                 log.warning(
-                    "job %s stored, not yet published (%s): reconciliation will publish it",
+                    "job %s stored, not yet published when the %g s deadline passed: publishing "
+                    "goes on after the answer, and reconciliation publishes what it does not",
                     job_id,
-                    exc,
+                    settings.publish_deadline,
                 )
+                background.add(publish)
+                publish.add_done_callback(functools.partial(_published_late, job_id))
             metrics.jobs_created.inc()
             log.info("job %s accepted with %d operations", job_id, total)
             return aioweb.json_response(
