@@ -34,7 +34,7 @@ from jobstream.errors import StorageError
 from jobstream.jobevents import JobChange
 from jobstream.models import InvalidEvent, OperationResult, decode_results
 from jobstream.settings import Settings
-from jobstream.storage import Progress, Repository, SavedProgress, utcnow
+from jobstream.storage import Progress, Repository, SavedProgress
 from jobstream.tables.progress import JobProgress
 from jobstream.telemetry import Metrics, context_from, is_sampled, tracer
 from jobstream.topics import Topics
@@ -111,7 +111,7 @@ class ResultWriter:
             if job_id in saved.stale or progress.complete:
                 if job_id in saved.completed:
                     self._metrics.jobs_completed.inc()
-                    elapsed = (utcnow() - saved.completed[job_id]).total_seconds()
+                    elapsed = (saved.at - saved.completed[job_id]).total_seconds()
                     self._metrics.job_duration.observe(max(elapsed, 0.0))
                 if key in self._table:
                     del self._table[key]
