@@ -40,7 +40,7 @@ STALL_AFTER = 60.0
 class Position:
     """Where a consumer is in one partition, and where the partition ends."""
 
-    position: int | None  # next offset the consumer will read; None when unknown
+    position: int | None  # next offset the consumer will read; None when unknown (never a stall)
     end: int | None  # the log end offset; None when unknown
 
 
@@ -60,7 +60,11 @@ class StallDetector:
                 del self._since[tp]  # no longer assigned
         stalled = []
         for tp, seen in positions.items():
-            lagging = seen.end is not None and seen.end > (seen.position or 0)
+            # An unknown position (nothing read since the assignment, no commit seen yet) says
+            # nothing about lag: counting it as 0 made every quiet partition look stalled.
+            lagging = (
+                seen.position is not None and seen.end is not None and seen.end > seen.position
+            )
             last = self._since.get(tp)
             if not lagging or in_flight or last is None or last[0] != seen.position:
                 self._since[tp] = (seen.position, now)
