@@ -961,6 +961,25 @@ async def busy(
     await until(ready, 120, f"{worker} busy on {topic} with {accepted} jobs accepted")
 
 
+async def kill_and_restart(
+    system: System,
+    load: Load,
+    *victims: str,
+    busy_worker: str,
+    topic: str,
+    at_least: int,
+    downtime: float = 3.0,
+) -> dict[str, Any]:
+    """Once `busy_worker` is busy on `topic` (8 jobs accepted), SIGKILL the victims, wait
+    `downtime`, start them again; returns the fault's timeline for run_scenario."""
+    await busy(system, load, accepted=8, worker=busy_worker, topic=topic, at_least=at_least)
+    injected = now()
+    await system.kill_workers(*victims)
+    await asyncio.sleep(downtime)
+    await system.start_workers(*victims)
+    return {"injected_at": injected, "restored_at": now(), "victims": list(victims)}
+
+
 # --- the report ----------------------------------------------------------------------------------
 
 SCENARIO_ORDER = [

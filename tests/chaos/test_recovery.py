@@ -22,8 +22,10 @@ from chaoslib import (
     assert_passed,
     busy,
     generate_load,
+    kill_and_restart,
     now,
     run_scenario,
+    url_of,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.default_settings, pytest.mark.timeout(900)]
@@ -31,7 +33,6 @@ pytestmark = [pytest.mark.chaos, pytest.mark.default_settings, pytest.mark.timeo
 #: Every job completes within this long after the last fault (the reconcile timer is 120 s).
 RECOVERY_LIMIT = 60.0
 SETTLE = 2.0
-DOWNTIME = 3.0
 
 
 def within_recovery_limit_and_nothing_republished(limit: float) -> Any:
@@ -77,12 +78,9 @@ async def test_rolling_sigterm_restart_recovers_without_reconciliation(system: S
 
 async def test_sigkill_one_server_recovers_without_reconciliation(system: System) -> None:
     async def fault(load: Load) -> dict[str, Any]:
-        await busy(system, load, accepted=8, worker="server-2", topic=REQUEST_TOPIC, at_least=200)
-        injected = now()
-        await system.kill_workers("server-2")
-        await asyncio.sleep(DOWNTIME)
-        await system.start_workers("server-2")
-        return {"injected_at": injected, "restored_at": now(), "victims": ["server-2"]}
+        return await kill_and_restart(
+            system, load, "server-2", busy_worker="server-2", topic=REQUEST_TOPIC, at_least=200
+        )
 
     record = await run_scenario(
         system,
@@ -99,12 +97,9 @@ async def test_sigkill_a_persisting_client_recovers_without_reconciliation(
     system: System,
 ) -> None:
     async def fault(load: Load) -> dict[str, Any]:
-        await busy(system, load, accepted=8, worker="client-3", topic=RESPONSE_TOPIC, at_least=200)
-        injected = now()
-        await system.kill_workers("client-3")
-        await asyncio.sleep(DOWNTIME)
-        await system.start_workers("client-3")
-        return {"injected_at": injected, "restored_at": now(), "victims": ["client-3"]}
+        return await kill_and_restart(
+            system, load, "client-3", busy_worker="client-3", topic=RESPONSE_TOPIC, at_least=200
+        )
 
     record = await run_scenario(
         system,
@@ -112,7 +107,7 @@ async def test_sigkill_a_persisting_client_recovers_without_reconciliation(
         "SIGKILL a client worker while it persists results, default settings",
         fault,
         specs=generate_load(30, seed=503),
-        targets=("http://127.0.0.1:8080", "http://127.0.0.1:8081"),  # not the victim's API
+        targets=(url_of("client-1"), url_of("client-2")),  # not the victim's API
         extra=within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT),
     )
     assert_passed(record)

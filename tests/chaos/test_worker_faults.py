@@ -14,6 +14,7 @@ from chaoslib import (
     assert_passed,
     busy,
     generate_load,
+    kill_and_restart,
     now,
     run_scenario,
     url_of,
@@ -27,12 +28,9 @@ DOWNTIME = 3.0
 
 async def test_sigkill_one_server_worker_mid_load(system: System) -> None:
     async def fault(load: Load) -> dict[str, Any]:
-        await busy(system, load, accepted=8, worker="server-2", topic=REQUEST_TOPIC, at_least=200)
-        injected = now()
-        await system.kill_workers("server-2")
-        await asyncio.sleep(DOWNTIME)
-        await system.start_workers("server-2")
-        return {"injected_at": injected, "restored_at": now(), "victims": ["server-2"]}
+        return await kill_and_restart(
+            system, load, "server-2", busy_worker="server-2", topic=REQUEST_TOPIC, at_least=200
+        )
 
     record = await run_scenario(
         system,
@@ -46,12 +44,15 @@ async def test_sigkill_one_server_worker_mid_load(system: System) -> None:
 
 async def test_sigkill_two_server_workers_at_once_mid_load(system: System) -> None:
     async def fault(load: Load) -> dict[str, Any]:
-        await busy(system, load, accepted=8, worker="server-3", topic=REQUEST_TOPIC, at_least=200)
-        injected = now()
-        await system.kill_workers("server-1", "server-3")
-        await asyncio.sleep(DOWNTIME)
-        await system.start_workers("server-1", "server-3")
-        return {"injected_at": injected, "restored_at": now(), "victims": ["server-1", "server-3"]}
+        return await kill_and_restart(
+            system,
+            load,
+            "server-1",
+            "server-3",
+            busy_worker="server-3",
+            topic=REQUEST_TOPIC,
+            at_least=200,
+        )
 
     record = await run_scenario(
         system,
@@ -96,12 +97,9 @@ async def test_sigkill_a_client_worker_persisting_results(system: System) -> Non
     # The load goes to client-1 and client-2; client-3 is killed while it persists its share of
     # the responses (its partitions, and possibly the reconciliation leadership, move elsewhere).
     async def fault(load: Load) -> dict[str, Any]:
-        await busy(system, load, accepted=8, worker="client-3", topic=RESPONSE_TOPIC, at_least=300)
-        injected = now()
-        await system.kill_workers("client-3")
-        await asyncio.sleep(DOWNTIME)
-        await system.start_workers("client-3")
-        return {"injected_at": injected, "restored_at": now(), "victims": ["client-3"]}
+        return await kill_and_restart(
+            system, load, "client-3", busy_worker="client-3", topic=RESPONSE_TOPIC, at_least=300
+        )
 
     record = await run_scenario(
         system,
