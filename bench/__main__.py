@@ -28,6 +28,7 @@ from bench import load, pgstat, prefill, profile, raw_limit, report, storage_lim
 from bench.lag import LagProbe
 from bench.stack import ROOT, Stack, check_health
 from jobstream.settings import Settings
+from jobstream.storage import MongoRepository
 
 log = logging.getLogger("bench")
 
@@ -377,6 +378,12 @@ async def prefilled_run(
             log.exception("prefill failed")
             out["prefill"] = {"error": f"{type(exc).__name__}: {exc}"}
             return out
+        first, last = out["prefill"]["created_seconds"]
+        repository = MongoRepository.connect(settings.mongo_url, settings.mongo_database)
+        try:
+            await repository.register_slots(range(first, last + 1))
+        finally:
+            await repository.close()
         started = time.monotonic()
         out["prefill"]["vacuumed"] = await pgstat.vacuum_analyze(settings.mongo_database)
         out["prefill"]["vacuum_seconds"] = round(time.monotonic() - started, 1)

@@ -9,8 +9,10 @@ benchmark's own jobs stay the newest (first on the jobs list's first page), and 
 no retention period removes them during the run.
 
 `insert_many(ordered=False)` in batches, a few batches in flight; it stops at the time budget and
-says how far it got. Ids are 32 hex digits starting with `feed`, apart from the uuid4 ids of real
-jobs; a document already there (a second prefill of the same database) counts as present.
+says how far it got. Ids are time-ordered like real ones, with `feed` where real ids have random
+bits; a document already there counts as present. On FerretDB the seconds the jobs were created in
+are then registered in jobstream's slot index (`MongoRepository.register_slots`), so they are
+listed like the jobs jobstream creates itself.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from pymongo.errors import BulkWriteError
 
-from bench.storage_limit import completed_job_document, expressions
+from bench.storage_limit import expressions
+from jobstream.storage import completed_job_document
 
 log = logging.getLogger("bench.prefill")
 
@@ -38,15 +41,18 @@ Factory = Callable[[int, datetime], dict[str, Any]]
 Checkpoint = Callable[[int], Awaitable[str | None]]
 
 
-def prefill_id(n: int) -> str:
-    """The id of the n-th synthetic job: 32 hex digits, `feed` then n."""
-    return f"{ID_PREFIX:04x}{n:028x}"
+def prefill_id(n: int, created_at: datetime) -> str:
+    """The id of the n-th synthetic job: time-ordered like jobstream's own (the creation time in
+    milliseconds, then the UUIDv7 version digit), then `feed` and n instead of random bits."""
+    millis = int(created_at.timestamp() * 1000)
+    return f"{millis:012x}7{ID_PREFIX:04x}{n:015x}"
 
 
 def completed_job(n: int, created_at: datetime) -> dict[str, Any]:
-    """The default factory: a completed 10-operation job, finished 50 ms after its creation."""
+    """The default factory: a completed 10-operation job, finished 50 ms after its creation, in
+    jobstream's own document model (`jobstream.storage.completed_job_document`)."""
     finished = created_at + timedelta(milliseconds=50)
-    return completed_job_document(prefill_id(n), expressions(n), created_at, finished)
+    return completed_job_document(prefill_id(n, created_at), expressions(n), created_at, finished)
 
 
 def creation_times(count: int, end: datetime, spread: timedelta = SPREAD) -> Iterator[datetime]:
@@ -95,12 +101,14 @@ async def prefill(
     checkpoint: Checkpoint | None = None,
     checkpoint_at: int = 100_000,
     connect: Callable[..., Any] = AsyncMongoClient,
+    end: datetime | None = None,
 ) -> dict[str, Any]:
     """Insert `documents` synthetic documents (or as many as `budget_seconds` allows).
 
     With a `checkpoint`, it is awaited once `checkpoint_at` documents are stored (the time it
     takes is not charged to the budget); if it returns a reason, the prefill stops there.
     """
+    end = end or datetime.now(UTC)
     client = connect(url, tz_aware=True, serverSelectionTimeoutMS=10_000, maxPoolSize=in_flight + 1)
     target = client[database][collection]
     inserted = present = 0
@@ -121,7 +129,7 @@ async def prefill(
                 inserted, present = inserted + new, present + old
 
     try:
-        for docs in batches(documents, factory, batch_size, datetime.now(UTC)):
+        for docs in batches(documents, factory, batch_size, end):
             if time.monotonic() > deadline:
                 break
             pending.add(asyncio.create_task(_insert(target, docs)))
@@ -159,4 +167,6 @@ async def prefill(
         "budget_seconds": budget_seconds,
         "batch_size": batch_size,
         "in_flight": in_flight,
+        # the creation seconds the documents span, for `MongoRepository.register_slots`
+        "created_seconds": [int((end - SPREAD).timestamp()), int(end.timestamp())],
     }

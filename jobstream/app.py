@@ -162,7 +162,10 @@ def create_app(
 
     if repository is None:
         repository = MongoRepository.connect(
-            settings.mongo_url, settings.mongo_database, [command_listener(metrics.registry)]
+            settings.mongo_url,
+            settings.mongo_database,
+            [command_listener(metrics.registry)],
+            dialect=None if settings.mongo_dialect == "auto" else settings.mongo_dialect,  # type: ignore[arg-type]
         )
     checks = {
         "database": repository.ping,

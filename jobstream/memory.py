@@ -9,14 +9,29 @@ next calls of a method raise, to test what happens when the database fails mid-b
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from jobstream.errors import NotFound
-from jobstream.models import Job, Operation, OperationResult, OperationStatus, operation_id
-from jobstream.storage import DELETING, Outcomes, Progress, SavedProgress, utcnow
+from jobstream.models import (
+    Job,
+    Operation,
+    OperationResult,
+    OperationStatus,
+    job_created_at,
+    operation_id,
+)
+from jobstream.storage import (
+    DELETING,
+    JobPage,
+    Outcomes,
+    Progress,
+    SavedProgress,
+    bucket_of,
+    utcnow,
+)
 
 VISIBLE = ("in_progress", "completed")
 
@@ -75,7 +90,8 @@ class MemoryRepository:
         now = utcnow()
         self._operations.setdefault(job_id, dict(enumerate(expressions, start=1)))
         if job_id not in self._jobs:
-            job = Job(job_id, "in_progress", len(expressions), 0, 0, now, None)
+            created = job_created_at(job_id) or now
+            job = Job(job_id, "in_progress", len(expressions), 0, 0, created, None)
             self._jobs[job_id] = _StoredJob(job, now, "in_progress")
         return self._jobs[job_id].job
 
@@ -83,11 +99,20 @@ class MemoryRepository:
         self._enter("get_job")
         return self._visible(job_id).job
 
-    async def list_jobs(self, page: int, size: int) -> tuple[int, list[Job]]:
+    async def list_jobs(self, size: int, *, after: str | None = None, page: int = 1) -> JobPage:
         self._enter("list_jobs")
-        jobs = [s.job for s in self._jobs.values() if s.status in VISIBLE]
-        jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)
-        return len(jobs), jobs[(page - 1) * size : page * size]
+        jobs = sorted(
+            (s.job for s in self._jobs.values() if s.status in VISIBLE),
+            key=lambda job: job.id,
+            reverse=True,
+        )
+        total = len(self._jobs)  # like MongoDB's estimate, it counts jobs being deleted
+        if after is not None:
+            jobs = [job for job in jobs if job.id < after]
+        else:
+            jobs = jobs[(page - 1) * size :]
+        jobs = jobs[:size]
+        return JobPage(jobs, jobs[-1].id if len(jobs) == size else None, total)
 
     async def delete_job(self, job_id: str) -> None:
         self._enter("delete_job")
@@ -135,42 +160,40 @@ class MemoryRepository:
 
     # -- persisting results -------------------------------------------------------------------
 
-    async def record_results(self, results: Sequence[OperationResult]) -> int:
-        self._enter("record_results")
-        inserted = 0
-        for result in results:
-            stored = self._results[result.job_id]
-            if result.index not in stored:
-                stored[result.index] = result
-                inserted += 1
-        return inserted
-
-    async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress:
-        self._enter("save_progress")
+    async def store_results(
+        self, results: Sequence[OperationResult], progress: Sequence[Progress]
+    ) -> SavedProgress:
+        self._enter("store_results")
         now = utcnow()
         saved = SavedProgress(set(), {}, now)
+        stored = 0
+        for result in results:
+            # Like the documents: a result lands only in a job that exists (never upserted), and
+            # in the job document's first bucket only while the job is in progress.
+            job = self._jobs.get(result.job_id)
+            if job is None or (bucket_of(result.index) == 0 and job.status != "in_progress"):
+                continue
+            kept = self._results[result.job_id]
+            if result.index not in kept:
+                kept[result.index] = result
+                stored += 1
+        # a failure here leaves the results stored and the counters not (chunks before jobs)
+        self._enter("store_results:progress")
         for p in progress:
-            stored = self._jobs.get(p.job_id)
-            if stored is None or stored.status != "in_progress":
+            job = self._jobs.get(p.job_id)
+            if job is None or job.status != "in_progress":
                 saved.stale.add(p.job_id)
+                if job is None or job.status == DELETING:
+                    saved.gone.add(p.job_id)
                 continue
             changes: dict[str, Any] = {"succeeded": p.succeeded, "failed": p.failed}
             if p.complete:
                 changes |= {"status": "completed", "finished_at": now}
-                stored.status = "completed"
-                saved.completed[p.job_id] = stored.job.created_at
-            stored.job = replace(stored.job, **changes)
-            stored.updated_at = now
-        return saved
-
-    async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]:
-        self._enter("existing_jobs")
-        return {j for j in job_ids if j in self._jobs and self._jobs[j].status in VISIBLE}
-
-    async def drop_results(self, results: Sequence[OperationResult]) -> None:
-        self._enter("drop_results")
-        for r in results:
-            self._results.get(r.job_id, {}).pop(r.index, None)
+                job.status = "completed"
+                saved.completed[p.job_id] = job.job.created_at
+            job.job = replace(job.job, **changes)
+            job.updated_at = now
+        return replace(saved, stored=stored)
 
     # -- reconciliation -----------------------------------------------------------------------
 
@@ -182,6 +205,15 @@ class MemoryRepository:
             if s.status == "in_progress" and s.updated_at < updated_before
         ]
         return stalled[:limit]
+
+    async def expired_jobs(self, finished_before: datetime, limit: int) -> list[str]:
+        self._enter("expired_jobs")
+        ids = [
+            job_id
+            for job_id, s in self._jobs.items()
+            if s.status == "completed" and s.updated_at < finished_before
+        ]
+        return ids[:limit]
 
     async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]:
         self._enter("unfinished_deletions")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -274,6 +275,33 @@ class Operation:
             "result": self.result,
             "error": self.error,
         }
+
+
+def new_job_id(at: datetime | None = None) -> str:
+    """A new job id: 32 hex digits laid out as a UUIDv7 (RFC 9562), whose first 48 bits are the
+    creation time in milliseconds, so that ids sort in creation order (the jobs listing pages on
+    them) and tell when their job was created."""
+    millis = int((at or datetime.now(UTC)).timestamp() * 1000)
+    value = (millis & (1 << 48) - 1) << 80 | 0x7 << 76 | secrets.randbits(12) << 64
+    value |= 0b10 << 62 | secrets.randbits(62)
+    return f"{value:032x}"
+
+
+#: Creation times a job id may tell (anything else is not one of our time-ordered ids).
+_PLAUSIBLE_MILLIS = (1_577_836_800_000, 7_258_118_400_000)  # 2020-01-01 .. 2200-01-01
+
+
+def job_created_at(job_id: str) -> datetime | None:
+    """When a job of a `new_job_id` id was created (ms precision), or None for other ids."""
+    if len(job_id) != 32 or job_id[12] != "7":
+        return None
+    try:
+        millis = int(job_id[:12], 16)
+    except ValueError:
+        return None
+    if not _PLAUSIBLE_MILLIS[0] <= millis < _PLAUSIBLE_MILLIS[1]:
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def operation_id(job_id: str, index: int) -> str:

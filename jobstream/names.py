@@ -7,8 +7,10 @@ from __future__ import annotations
 
 #: Collections of the MongoDB database.
 JOBS = "jobs"
-OPERATIONS = "operations"
-RESULTS = "results"
+#: A big job's operations and results past the first hundred (see `jobstream.storage`).
+CHUNKS = "chunks"
+#: Which seconds have jobs, for listing them on FerretDB (see `jobstream.storage.SlotIndex`).
+LISTING = "listing"
 
 #: Name of the Faust table holding each job's live progress (its changelog is derived from it).
 PROGRESS_TABLE = "job-progress"

@@ -11,6 +11,11 @@ from typing import Literal
 
 Role = Literal["client", "server"]
 
+#: Longest line JOBSTREAM_MAX_LINE_LENGTH allows: a hundred such expressions (4 bytes a character
+#: at worst) and their results fit one MongoDB document (16 MiB) with room to spare.
+MAX_LINE_LENGTH = 20_000
+DIALECTS = ("auto", "mongodb", "ferretdb")
+
 DEFAULT_BROKERS = "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"
 
 #: An API token: the characters of an RFC 6750 bearer token, and long enough not to be guessed.
@@ -28,6 +33,13 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise ValueError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -68,8 +80,13 @@ class Settings:
     kafka_brokers: str = DEFAULT_BROKERS
     #: MongoDB connection string (a replica set URI in compose, FerretDB locally).
     mongo_url: str = "mongodb://127.0.0.1:27017/"
-    #: Database holding the `jobs` and `operations` collections.
+    #: Database holding the `jobs` and `chunks` collections.
     mongo_database: str = "jobstream"
+    #: Which form of the commands FerretDB runs badly to use: "auto" (asks the server at the first
+    #: command), "mongodb" or "ferretdb" (see `jobstream.storage.Forms`).
+    mongo_dialect: str = "auto"
+    #: Completed jobs older than this many seconds are deleted by the leader's sweep; 0 keeps them.
+    retention: int = 7 * 24 * 3600
     #: Topic carrying one event per operation to compute (server group reads it).
     request_topic: str = "application.operation.request"
     #: Topic carrying one result event per operation back (client group reads it).
@@ -96,7 +113,8 @@ class Settings:
     persist_batch_seconds: float = 0.01
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = 4 * 1024 * 1024
-    #: Longest accepted line (one expression), in characters.
+    #: Longest accepted line (one expression), in characters. At most MAX_LINE_LENGTH: a hundred
+    #: operations share a document, which MongoDB caps at 16 MiB.
     max_line_length: int = 1000
     #: Most operations in one job.
     max_operations: int = 100_000
@@ -159,6 +177,8 @@ class Settings:
             kafka_brokers=env.get("JOBSTREAM_KAFKA_BROKERS", defaults.kafka_brokers),
             mongo_url=env.get("JOBSTREAM_MONGO_URL", defaults.mongo_url),
             mongo_database=env.get("JOBSTREAM_MONGO_DATABASE", defaults.mongo_database),
+            mongo_dialect=_choice(env, "JOBSTREAM_MONGO_DIALECT", defaults.mongo_dialect, DIALECTS),
+            retention=_int(env, "JOBSTREAM_RETENTION", defaults.retention, 0, 100 * 365 * 86400),
             request_topic=env.get("JOBSTREAM_REQUEST_TOPIC", defaults.request_topic),
             response_topic=env.get("JOBSTREAM_RESPONSE_TOPIC", defaults.response_topic),
             dead_letter_topic=env.get("JOBSTREAM_DEAD_LETTER_TOPIC", defaults.dead_letter_topic),
@@ -185,7 +205,7 @@ class Settings:
                 env, "JOBSTREAM_MAX_BODY_BYTES", defaults.max_body_bytes, 1, 1 << 30
             ),
             max_line_length=_int(
-                env, "JOBSTREAM_MAX_LINE_LENGTH", defaults.max_line_length, 1, 1_000_000
+                env, "JOBSTREAM_MAX_LINE_LENGTH", defaults.max_line_length, 1, MAX_LINE_LENGTH
             ),
             max_operations=_int(
                 env, "JOBSTREAM_MAX_OPERATIONS", defaults.max_operations, 1, 10_000_000

@@ -1,31 +1,48 @@
 """Jobs, operations and results in MongoDB, behind a small repository.
 
-Every write is a single-document, idempotent operation (no transactions, sessions or change streams,
-which FerretDB lacks and which at-least-once delivery makes unnecessary):
-- operations are immutable and inserted with deterministic ids, so a retried insert is a no-op;
-- a result is an immutable document whose id is its operation's: the first one stored wins and a
-  duplicate is rejected by the unique id, so a terminal result is never overwritten;
-- job counters are *set* to absolute values computed by the progress table, never incremented.
-An operation is pending exactly while it has no result document. Driver errors are converted here
-into `StorageError`.
+The document model is MongoDB's bucket pattern, so that the work per job is a few commands:
+- a **job document** holds the job's counters and status, and its first BUCKET operations with their
+  results, as two arrays of equal length (`ops`, the expressions; `res`, null until a result is
+  stored); a job of up to BUCKET operations is that one document;
+- every further BUCKET operations of a bigger job are one **chunk document** of the same shape
+  (`<job id>.<bucket>`), written before the job document, so a job is never seen half-stored.
+A small job therefore costs one insert when submitted and one update when its results are
+persisted (the update sets the results, the counters and the completion at once); on MongoDB the
+updates of a whole persist batch go as one `bulk_write`. A 100,000-operation job is 1,000
+documents, not 200,000.
 
-Commands suit FerretDB too (the stand-in for MongoDB in local runs): lookups and updates go one id
-at a time with plain equality filters, the only ones it pushes down to its backend, and never as
-one large multi-statement command, since it holds a backend connection per statement.
+Every write stays idempotent without transactions (which FerretDB lacks and at-least-once
+delivery makes unnecessary):
+- a result is set at its position only while that position is null (the filter says so), so the
+  first stored result wins, and the document's outcome counters (`ok`, `ko`) move exactly once;
+- job counters are *set* to the absolute values the progress table computed, and only on a job
+  still in progress;
+- results are only ever written into existing documents (never upserted), so late results of a
+  deleted job cannot bring any of it back.
+An operation is pending exactly while its result position is null. Driver errors become
+`StorageError` here.
+
+Job ids are time-ordered (`models.new_job_id`), so `_id` order is creation order: the jobs listing
+pages by `_id` (keyset pagination on the built-in index), newest first.
+
+Where FerretDB (the local stand-in) needs another form of a command, `Forms` holds both, chosen once
+at connect time; see its docstring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, monitoring
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, UpdateOne, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     BulkWriteError,
@@ -37,8 +54,15 @@ from pymongo.errors import (
 )
 
 from jobstream.errors import NotFound, StorageError
-from jobstream.models import Job, Operation, OperationResult, OperationStatus, operation_id
-from jobstream.names import JOBS, OPERATIONS, RESULTS
+from jobstream.models import (
+    Job,
+    Operation,
+    OperationResult,
+    OperationStatus,
+    job_created_at,
+    operation_id,
+)
+from jobstream.names import CHUNKS, JOBS, LISTING
 
 # Storage takes its tracer from OpenTelemetry itself: it imports nothing of the web stack or of
 # prometheus-client (command metrics come in as PyMongo event listeners, see `connect`).
@@ -49,16 +73,29 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 DUPLICATE_KEY = 11000
-INSERT_CHUNK = 5000
-#: Operations (and results) removed per delete command. FerretDB on PostgreSQL refuses a delete
-#: matching more than 65,535 documents ("extended protocol limited to 65535 parameters"); bounded
-#: deletes also keep each command short on MongoDB.
-DELETE_CHUNK = 10_000
+#: Operations per document: the job document holds the first BUCKET, each chunk document the next.
+BUCKET = 100
+#: Chunk documents inserted per command (PyMongo splits further by message size).
+INSERT_CHUNKS = 200
+#: Chunk documents removed per delete command. FerretDB on PostgreSQL refuses a delete matching
+#: more than 65,535 documents ("extended protocol limited to 65535 parameters"); bounded deletes
+#: also keep each command short on MongoDB.
+DELETE_CHUNKS = 500
 #: A job being deleted: invisible to the API, refused by progress updates, finished by any retry.
 DELETING = "deleting"
 PURGE_ATTEMPTS = 5
+#: Tries of a conditional result write whose positions were partly taken meanwhile.
+WRITE_ATTEMPTS = 3
 VISIBLE = {"$in": ["in_progress", "completed"]}
 CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
+#: Seconds of the slot index whose jobs the FerretDB listing reads at once.
+SLOTS_AT_ONCE = 8
+#: Longest the FerretDB form reuses its estimate of the jobs count, in seconds.
+TOTAL_EVERY = 5.0
+#: The job fields the API shows (the operation arrays stay in the database).
+JOB_FIELDS = {"ops": 0, "res": 0}
+
+Dialect = Literal["mongodb", "ferretdb"]
 
 
 @dataclass(frozen=True)
@@ -73,18 +110,23 @@ class Progress:
 
 @dataclass(frozen=True)
 class SavedProgress:
-    """What save_progress did: jobs it found no longer in progress, and those it completed."""
+    """What storing a batch did."""
 
+    #: jobs no longer in progress (completed, being deleted or gone): nothing of theirs was stored
     stale: set[str]
-    #: job id -> when the job was created, for each job this call completed
-    completed: dict[str, datetime]
+    #: job id -> when the job was created (None if unknown), for each job this call completed
+    completed: dict[str, datetime | None]
     #: the time the call stored (`updated_at`, and `finished_at` of the jobs it completed)
     at: datetime
+    #: results stored (not already there)
+    stored: int = 0
+    #: the stale jobs that are deleted or being deleted
+    gone: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
 class Outcomes:
-    """A job's operations by outcome, counted from the result documents."""
+    """A job's operations by outcome, counted from the stored results."""
 
     total: int
     succeeded: int
@@ -96,6 +138,17 @@ class Outcomes:
         return self.total - self.succeeded - self.failed
 
 
+@dataclass(frozen=True)
+class JobPage:
+    """One page of the jobs listing, newest first."""
+
+    jobs: list[Job]
+    #: the cursor of the next page (the last job's id), or None when this is the last page
+    next: str | None
+    #: how many jobs there are, approximately (it may count jobs being deleted)
+    total: int
+
+
 class Repository(Protocol):
     """Everything jobstream asks of storage; `MongoRepository` and `MemoryRepository` provide it."""
 
@@ -104,7 +157,7 @@ class Repository(Protocol):
     # -- the API ------------------------------------------------------------------------------
     async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job: ...
     async def get_job(self, job_id: str) -> Job: ...
-    async def list_jobs(self, page: int, size: int) -> tuple[int, list[Job]]: ...
+    async def list_jobs(self, size: int, *, after: str | None = None, page: int = 1) -> JobPage: ...
     async def delete_job(self, job_id: str) -> None: ...
     async def get_operation(self, job_id: str, index: int) -> Operation: ...
     async def list_operations(
@@ -112,14 +165,14 @@ class Repository(Protocol):
     ) -> tuple[int, list[Operation]]: ...
 
     # -- persisting results -----------------------------------------------------------------
-    async def record_results(self, results: Sequence[OperationResult]) -> int: ...
-    async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress: ...
-    async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]: ...
-    async def drop_results(self, results: Sequence[OperationResult]) -> None: ...
+    async def store_results(
+        self, results: Sequence[OperationResult], progress: Sequence[Progress]
+    ) -> SavedProgress: ...
 
-    # -- reconciliation -----------------------------------------------------------------------
+    # -- reconciliation and retention -------------------------------------------------------
     async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]: ...
     async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]: ...
+    async def expired_jobs(self, finished_before: datetime, limit: int) -> list[str]: ...
     async def pending_operations(self, job_id: str) -> list[Operation]: ...
     async def count_outcomes(self, job: Job) -> Outcomes: ...
     async def note_reconciled(self, job_id: str) -> int: ...
@@ -177,15 +230,177 @@ def utcnow() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+def bucket_of(index: int) -> int:
+    """The bucket (0: the job document) holding the operation of this 1-based index."""
+    return (index - 1) // BUCKET
+
+
+def chunk_id(job_id: str, bucket: int) -> str:
+    """The id of a job's chunk document for a bucket from 1."""
+    return f"{job_id}.{bucket}"
+
+
+# -- the two forms of the commands that differ ----------------------------------------------------
+
+
+class Forms:
+    """The MongoDB form of the commands that FerretDB 1.x runs badly, and FerretDB's.
+
+    MongoDB: a batch of conditional updates is one `bulk_write(ordered=False)`; several documents
+    by id are one `find` with `$in`. FerretDB 1.24 (PostgreSQL backend) pushes only plain equality
+    filters down to its backend (internal/backends/postgresql/query.go `prepareWhereClause`: `$in`,
+    ranges and sorts are evaluated in Go over the whole collection), and it holds one backend
+    connection per statement of a command until the whole command ends; so there the same work
+    goes as concurrent single-document commands with equality filters. For the same reason it
+    cannot page jobs newest first without reading them all (its sorts are never pushed down: the
+    first page of 200,000 jobs took 36 s), so there the listing walks a `SlotIndex` instead.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+    async def update_each(
+        self, collection: AsyncCollection, updates: Sequence[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> list[bool] | None:
+        """Apply conditional single-document updates; which matched (None: not known per update,
+        only that at least one did not)."""
+        if not updates:
+            return []
+        if self.dialect == "mongodb":
+            outcome = await collection.bulk_write(
+                [UpdateOne(f, u) for f, u in updates], ordered=False
+            )
+            return [True] * len(updates) if outcome.matched_count == len(updates) else None
+        matched = await _each(updates, lambda fu: collection.update_one(fu[0], fu[1]))
+        return [m.matched_count > 0 for m in matched]
+
+    async def find_ids(
+        self, collection: AsyncCollection, ids: Sequence[str], projection: dict[str, Any] | None
+    ) -> dict[str, dict[str, Any]]:
+        """The documents of these ids that exist, by id."""
+        if not ids:
+            return {}
+        if self.dialect == "mongodb":
+            cursor = collection.find({"_id": {"$in": list(ids)}}, projection)
+            return {doc["_id"]: doc async for doc in cursor}
+        docs = await _each(ids, lambda i: collection.find_one({"_id": i}, projection))
+        return {doc["_id"]: doc for doc in docs if doc is not None}
+
+
+async def detect_dialect(client: AsyncMongoClient) -> Dialect:
+    """ "ferretdb" when the server says it is FerretDB (its buildInfo has `ferretdbVersion`)."""
+    info = await client.admin.command("buildInfo")
+    return "ferretdb" if "ferretdbVersion" in info else "mongodb"
+
+
+class SlotIndex:
+    """Which seconds have jobs: FerretDB's stand-in for MongoDB's sorted `_id` index.
+
+    Every job document carries `slot`, the second of its creation (from its time-ordered id),
+    which FerretDB looks up by equality on an index. The seconds that have jobs are kept in one
+    small document per hour (`s<hour>`, `$addToSet`), and the hours in one more (`hours`), so the
+    listing reads the newest seconds, then the jobs of each, newest first, and stops when a page
+    is full: a few small lookups however many jobs are stored. A worker registers a second once
+    (before its first job of that second is inserted, so no job is ever unlisted), which costs
+    about one upsert per worker and busy second, not one per job. Unused on MongoDB.
+    """
+
+    #: Seconds (and hours) remembered as registered; forgotten all at once past this many.
+    MEMO = 10_000
+
+    def __init__(self, collection: AsyncCollection) -> None:
+        self._collection = collection
+        self._seconds: set[int] = set()
+        self._hours: set[int] = set()
+
+    async def register(self, second: int) -> None:
+        """Record that jobs exist in this second (idempotent)."""
+        if second in self._seconds:
+            return
+        hour = second // 3600
+        if hour not in self._hours:
+            await self._collection.update_one(
+                {"_id": "hours"}, {"$addToSet": {"h": hour}}, upsert=True
+            )
+            self._hours.add(hour)
+        await self._collection.update_one(
+            {"_id": f"s{hour}"}, {"$addToSet": {"s": second}}, upsert=True
+        )
+        if len(self._seconds) >= self.MEMO:
+            self._seconds.clear()
+        self._seconds.add(second)
+
+    async def seconds(self, *, before: int | None = None, after: int | None = None) -> Any:
+        """Registered seconds: newest first up to `before`, or oldest first from `after`."""
+        doc = await self._collection.find_one({"_id": "hours"})
+        hours = sorted(doc["h"] if doc else [], reverse=before is not None)
+        for hour in hours:
+            if before is not None and hour > before // 3600:
+                continue
+            if after is not None and hour < after // 3600:
+                continue
+            seconds_doc = await self._collection.find_one({"_id": f"s{hour}"})
+            seconds = sorted(seconds_doc["s"] if seconds_doc else [], reverse=before is not None)
+            for second in seconds:
+                if (before is None or second <= before) and (after is None or second >= after):
+                    yield second
+
+    async def forget(self, second: int) -> None:
+        """Drop a second whose jobs are all gone (retention), and its hour once empty."""
+        hour = second // 3600
+        await self._collection.update_one({"_id": f"s{hour}"}, {"$pull": {"s": second}})
+        doc = await self._collection.find_one({"_id": f"s{hour}"})
+        if doc is not None and not doc["s"]:
+            await self._collection.delete_one({"_id": f"s{hour}", "s": []})
+            await self._collection.update_one({"_id": "hours"}, {"$pull": {"h": hour}})
+            self._hours.discard(hour)
+        self._seconds.discard(second)
+
+
+@dataclass
+class _Write:
+    """Results to set in one document (job or chunk), with the fields to set beside them."""
+
+    key: str
+    #: (position in the document's arrays, result)
+    items: list[tuple[int, OperationResult]]
+    condition: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def command(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The filter (positions still null) and update (results, outcome counters, fields)."""
+        query: dict[str, Any] = {"_id": self.key, **self.condition}
+        sets: dict[str, Any] = dict(self.fields)
+        ok = ko = 0
+        for position, r in self.items:
+            query[f"res.{position}"] = None
+            sets[f"res.{position}"] = _result_value(r)
+            ok += r.status == "succeeded"
+            ko += r.status == "failed"
+        update: dict[str, Any] = {"$set": sets} if sets else {}
+        if ok or ko:
+            update["$inc"] = {"ok": ok, "ko": ko}
+        return query, update
+
+    def without_taken(self, res: list[Any]) -> _Write:
+        """This write, keeping only the results whose positions are still null in `res`."""
+        free = [(p, r) for p, r in self.items if p < len(res) and res[p] is None]
+        return _Write(self.key, free, self.condition, self.fields)
+
+
 class MongoRepository:
     """The repository over PyMongo's native async client."""
 
-    def __init__(self, client: AsyncMongoClient, database: str) -> None:
+    def __init__(
+        self, client: AsyncMongoClient, database: str, dialect: Dialect | None = None
+    ) -> None:
         self._client = client
         self._db = client[database]
         self._jobs = self._db[JOBS]
-        self._operations = self._db[OPERATIONS]
-        self._results = self._db[RESULTS]
+        self._chunks = self._db[CHUNKS]
+        self._slots = SlotIndex(self._db[LISTING])
+        self._total: tuple[float, int] = (float("-inf"), 0)
+        self._forms = None if dialect is None else Forms(dialect)
 
     @classmethod
     def connect(
@@ -193,10 +408,12 @@ class MongoRepository:
         url: str,
         database: str,
         event_listeners: Sequence[monitoring._EventListener] = (),
+        dialect: Dialect | None = None,
     ) -> MongoRepository:
         """A repository on a new client (connections are made lazily).
 
         `event_listeners` are PyMongo monitoring listeners, such as the worker's command metrics.
+        `dialect` is detected on first use unless given (`Settings.mongo_dialect`).
         """
         client: AsyncMongoClient = AsyncMongoClient(
             url,
@@ -209,7 +426,20 @@ class MongoRepository:
             maxPoolSize=20,
             retryWrites=True,
         )
-        return cls(client, database)
+        return cls(client, database, dialect)
+
+    async def forms(self) -> Forms:
+        """The command forms of the database's dialect (detected once)."""
+        if self._forms is None:
+            self._forms = Forms(await detect_dialect(self._client))
+        return self._forms
+
+    async def register_slots(self, seconds: Iterable[int]) -> None:
+        """List the jobs of these creation seconds (documents inserted by other means than
+        `create_job`, such as the benchmark's prefill); nothing to do on MongoDB."""
+        if (await self.forms()).dialect == "ferretdb":
+            for second in seconds:
+                await self._slots.register(second)
 
     async def close(self) -> None:
         """Close the client's connections."""
@@ -217,13 +447,12 @@ class MongoRepository:
 
     @_converted
     async def ensure_indexes(self) -> None:
-        """Create the collections and their indexes (idempotent; run once, by bootstrap)."""
-        await self._jobs.create_index([("created_at", DESCENDING), ("_id", DESCENDING)])
+        """Create the collections and their indexes (idempotent; run once, by bootstrap).
+
+        The jobs listing needs none: it pages on `_id`, which is creation order.
+        """
         await self._jobs.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
-        await self._operations.create_index(
-            [("job_id", ASCENDING), ("index", ASCENDING)], unique=True
-        )
-        await self._results.create_index([("job_id", ASCENDING), ("index", ASCENDING)])
+        await self._chunks.create_index([("job_id", ASCENDING), ("bucket", ASCENDING)])
 
     @_converted
     async def ping(self) -> None:
@@ -232,31 +461,32 @@ class MongoRepository:
 
     @_converted
     async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job:
-        """Store a job and its operations (operations first: a job is never seen half-stored)."""
+        """Store a job: its chunk documents first, then the job document (a job is never seen
+        half-stored, and a retry with the same id inserts only what is missing)."""
         now = utcnow()
+        created = job_created_at(job_id) or now
+        slot = int(created.timestamp())
+        if (await self.forms()).dialect == "ferretdb":
+            await self._slots.register(slot)
         total = len(expressions)
-        for start in range(0, total, INSERT_CHUNK):
-            chunk = expressions[start : start + INSERT_CHUNK]
-            docs = [
-                {
-                    "_id": operation_id(job_id, index),
-                    "job_id": job_id,
-                    "index": index,
-                    "expression": text,
-                }
-                for index, text in enumerate(chunk, start=start + 1)
-            ]
-            await _insert_new(self._operations, docs)
+        chunks = [
+            _bucket_doc(expressions, bucket) | {"_id": chunk_id(job_id, bucket), "job_id": job_id}
+            for bucket in range(1, bucket_of(total) + 1)
+        ]
+        for start in range(0, len(chunks), INSERT_CHUNKS):
+            await _insert_new(self._chunks, chunks[start : start + INSERT_CHUNKS])
         job = {
             "_id": job_id,
             "status": "in_progress",
             "total": total,
             "succeeded": 0,
             "failed": 0,
-            "created_at": now,
+            "created_at": created,
+            "slot": slot,
             "updated_at": now,
             "finished_at": None,
             "reconciliations": 0,
+            **_bucket_doc(expressions, 0),
         }
         await _insert_new(self._jobs, [job])
         return _job(job)
@@ -264,66 +494,96 @@ class MongoRepository:
     @_converted
     async def get_job(self, job_id: str) -> Job:
         """The job, or NotFound (also while it is being deleted)."""
-        doc = await self._jobs.find_one({"_id": job_id, "status": VISIBLE})
+        doc = await self._jobs.find_one({"_id": job_id, "status": VISIBLE}, JOB_FIELDS)
         if doc is None:
             raise NotFound(f"job {job_id} not found")
         return _job(doc)
 
     @_converted
-    async def list_jobs(self, page: int, size: int) -> tuple[int, list[Job]]:
-        """One page of jobs, newest first, and the total count."""
-        total = await self._jobs.count_documents({"status": VISIBLE})
-        cursor = (
-            self._jobs.find({"status": VISIBLE})
-            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
-            .skip((page - 1) * size)
-            .limit(size)
-        )
-        return total, [_job(doc) async for doc in cursor]
+    async def list_jobs(self, size: int, *, after: str | None = None, page: int = 1) -> JobPage:
+        """A page of jobs, newest first: those created before the job `after` (keyset), or the
+        `page`-th page of `size` (offset, kept for the API's `?page=`)."""
+        skip = 0 if after is not None else (page - 1) * size
+        if (await self.forms()).dialect == "ferretdb":
+            jobs = await self._list_by_slots(skip + size, after)
+            jobs = jobs[skip:]
+        else:
+            query: dict[str, Any] = {"status": VISIBLE}
+            if after is not None:
+                query["_id"] = {"$lt": after}
+            cursor = self._jobs.find(query, JOB_FIELDS).sort("_id", DESCENDING).skip(skip)
+            jobs = [_job(doc) async for doc in cursor.limit(size)]
+        total = await self._estimated_total()
+        # never less than what the pages up to this one show
+        total = max(total, skip + len(jobs) + (1 if len(jobs) == size else 0))
+        return JobPage(jobs, jobs[-1].id if len(jobs) == size else None, total)
+
+    async def _list_by_slots(self, count: int, after: str | None) -> list[Job]:
+        """The newest `count` visible jobs (before `after`), from the slot index (FerretDB)."""
+        start = job_created_at(after) if after is not None else None
+        # from the cursor's second, or from a minute ahead (a worker's clock may be ahead)
+        before = int(start.timestamp()) if start else int(utcnow().timestamp()) + 60
+        jobs: list[Job] = []
+        pending: list[int] = []
+
+        async def read(seconds: list[int]) -> None:
+            found = await _each(
+                seconds, lambda s: self._jobs.find({"slot": s}, JOB_FIELDS).to_list()
+            )
+            for docs in found:
+                for doc in sorted(docs, key=lambda d: d["_id"], reverse=True):
+                    if doc["status"] in VISIBLE["$in"] and (after is None or doc["_id"] < after):
+                        jobs.append(_job(doc))
+
+        async for second in self._slots.seconds(before=before):
+            pending.append(second)
+            if len(pending) == SLOTS_AT_ONCE:
+                await read(pending)
+                pending = []
+                if len(jobs) >= count:
+                    break
+        if pending and len(jobs) < count:
+            await read(pending)
+        return jobs[:count]
+
+    async def _estimated_total(self) -> int:
+        """How many jobs are stored, approximately (jobs being deleted included).
+
+        MongoDB: `estimatedDocumentCount`, from the collection's metadata. FerretDB answers that
+        (and `count`) by reading every document, so there it is PostgreSQL's statistics
+        (`collStats`, from pg_class.reltuples after an ANALYZE), at most every TOTAL_EVERY s.
+        """
+        if (await self.forms()).dialect == "mongodb":
+            return await self._jobs.estimated_document_count()
+        at, total = self._total
+        if time.monotonic() - at > TOTAL_EVERY:
+            stats = await self._db.command("collStats", JOBS)
+            total = int(stats.get("count", 0))
+            self._total = (time.monotonic(), total)
+        return total
 
     @_converted
     async def delete_job(self, job_id: str) -> None:
         """Remove a job with its operations and results, or finish a deletion that stopped half-way.
 
         The job is first marked as being deleted (the API no longer shows it and late results no
-        longer count), then its operations and results go in bounded chunks, and the job document
-        last: a failure at any point leaves a job that a retried DELETE, or the reconciliation
-        sweep, deletes to the end.
+        longer count), then its chunk documents go in bounded steps, and the job document last: a
+        failure at any point leaves a job that a retried DELETE, or the reconciliation sweep,
+        deletes to the end. Results are never upserted, so none can outlive the documents.
         """
         doc = await self._jobs.find_one_and_update(
             {"_id": job_id}, {"$set": {"status": DELETING, "updated_at": utcnow()}}
         )
         if doc is None:
             raise NotFound(f"job {job_id} not found")
-        await self._purge(self._operations, job_id, doc["total"])
-        await self._purge(self._results, job_id, doc["total"])
-        await self._jobs.delete_one({"_id": job_id})
-        # Once more after the job document is gone: a persisting worker checks for the job after
-        # storing results, so whatever it stored before this point is found here and whatever it
-        # stores after finds no job and removes itself. Needed on FerretDB, whose findAndModify is
-        # not atomic against a concurrent conditional update: a progress update racing the mark
-        # above can overwrite it (seen in the fault suite), and the worker then keeps its results.
-        await self._purge(self._results, job_id, doc["total"])
-
-    async def _purge(
-        self, collection: AsyncCollection, job_id: str, last: int, first: int = 1
-    ) -> None:
-        """Delete a job's documents of operations first..last, DELETE_CHUNK indexes at a time.
-
-        Each chunk is idempotent, so a transient failure (a deadlock with a concurrent purge of
-        the same job, a primary stepping down) is retried a few times before it is reported.
-        """
-        for start in range(first, last + 1, DELETE_CHUNK):
-            end = min(start + DELETE_CHUNK, last + 1)
-            query = {"job_id": job_id, "index": {"$gte": start, "$lt": end}}
-            for attempt in range(PURGE_ATTEMPTS):
-                try:
-                    await collection.delete_many(query)
-                    break
-                except PyMongoError as exc:
-                    if attempt + 1 == PURGE_ATTEMPTS or not is_transient(exc):
-                        raise
-                    await asyncio.sleep(0.05 * 2**attempt)
+        last = bucket_of(doc["total"])
+        for start in range(1, last + 1, DELETE_CHUNKS):
+            query = {"job_id": job_id, "bucket": {"$gte": start, "$lt": start + DELETE_CHUNKS}}
+            await _retried(lambda q=query: self._chunks.delete_many(q))
+        # Unconditional: FerretDB's findAndModify is not atomic against a concurrent conditional
+        # update, so a completing progress update can overwrite the mark above (seen in the fault
+        # suite); the job must go all the same.
+        await _retried(lambda: self._jobs.delete_one({"_id": job_id}))
 
     @_converted
     async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]:
@@ -334,13 +594,45 @@ class MongoRepository:
         return [doc["_id"] async for doc in cursor]
 
     @_converted
+    async def expired_jobs(self, finished_before: datetime, limit: int) -> list[str]:
+        """Ids of completed jobs finished before the given time (for the retention sweep).
+
+        A completed job's `updated_at` is its `finished_at`, so the `(status, updated_at)` index
+        serves this on MongoDB. FerretDB would read every completed job for it, so there the
+        oldest seconds of the slot index are walked instead (and forgotten once empty).
+        """
+        if (await self.forms()).dialect == "mongodb":
+            cursor = self._jobs.find(
+                {"status": "completed", "updated_at": {"$lt": finished_before}}, {"_id": 1}
+            ).limit(limit)
+            return [doc["_id"] async for doc in cursor]
+        expired: list[str] = []
+        last = int(finished_before.timestamp())
+        async for second in self._slots.seconds(after=0):
+            if second >= last or len(expired) >= limit:
+                break
+            docs = await self._jobs.find({"slot": second}, {"status": 1, "updated_at": 1}).to_list()
+            if not docs:
+                await self._slots.forget(second)
+            expired += [
+                d["_id"]
+                for d in docs
+                if d["status"] == "completed" and d["updated_at"] < finished_before
+            ]
+        return expired[:limit]
+
+    @_converted
     async def get_operation(self, job_id: str, index: int) -> Operation:
         """One operation of a job with its result if any, or NotFound."""
-        op_id = operation_id(job_id, index)
-        doc = await self._operations.find_one({"_id": op_id})
-        if doc is None:
-            raise NotFound(f"operation {op_id} not found")
-        return _operation(doc, await self._results.find_one({"_id": op_id}))
+        bucket = bucket_of(index)
+        if bucket == 0:
+            doc = await self._jobs.find_one({"_id": job_id})
+        else:
+            doc = await self._chunks.find_one({"_id": chunk_id(job_id, bucket)})
+        position = index - 1 - bucket * BUCKET
+        if doc is None or position >= len(doc["ops"]):
+            raise NotFound(f"operation {operation_id(job_id, index)} not found")
+        return _operation(job_id, index, doc["ops"][position], doc["res"][position])
 
     @_converted
     async def list_operations(
@@ -348,115 +640,156 @@ class MongoRepository:
     ) -> tuple[int, list[Operation]]:
         """One page of a job's operations in submission order, and how many there are (of that
         status, when one is given); NotFound if no job."""
-        job = await self.get_job(job_id)
+        job = await self._jobs.find_one({"_id": job_id, "status": VISIBLE})
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
         skip = (page - 1) * size
         if status is None:
-            total = job.total
-            indexes = list(range(skip + 1, min(skip + size, total) + 1))
-        elif status == "pending":
-            # the operations without a result: the indexes of the results, read on the
-            # (job_id, index) index, then the gaps between them
-            ended = {d["index"] async for d in self._results.find({"job_id": job_id}, {"index": 1})}
-            pending = [i for i in range(1, job.total + 1) if i not in ended]
-            total, indexes = len(pending), pending[skip : skip + size]
-        else:
-            query = {"job_id": job_id, "status": status}
-            total = await self._results.count_documents(query)
-            cursor = self._results.find(query, {"index": 1}).sort("index", ASCENDING)
-            indexes = [d["index"] async for d in cursor.skip(skip).limit(size)]
-        ids = [operation_id(job_id, i) for i in indexes]
-        operations = await _each(ids, lambda op_id: self._operations.find_one({"_id": op_id}))
-        results = await _each(ids, lambda op_id: self._results.find_one({"_id": op_id}))
-        return total, [
-            _operation(doc, result)
-            for doc, result in zip(operations, results, strict=True)
-            if doc is not None
-        ]
+            first, last = skip + 1, min(skip + size, job["total"])
+            if first > last:
+                return job["total"], []
+            docs = await self._buckets(job, bucket_of(first), bucket_of(last))
+            operations = [op for doc in docs for op in _operations(job_id, doc)]
+            start = bucket_of(first) * BUCKET + 1
+            return job["total"], operations[first - start : last - start + 1]
+        # Count the matches per bucket from the outcome counters, then read only the buckets
+        # that hold the page.
+        counts = [(0, _matching(job, status))]
+        if job["total"] > BUCKET:
+            cursor = self._chunks.find(
+                {"job_id": job_id}, {"bucket": 1, "ok": 1, "ko": 1, "n": 1}
+            ).sort("bucket", ASCENDING)
+            counts += [(doc["bucket"], _matching(doc, status)) async for doc in cursor]
+        total = sum(n for _, n in counts)
+        wanted, seen = [], 0
+        for bucket, n in counts:
+            if seen + n > skip and seen < skip + size:
+                wanted.append(bucket)
+            seen += n
+        if not wanted:
+            return total, []
+        offset = skip - sum(n for b, n in counts if b < wanted[0])
+        docs = await self._buckets(job, wanted[0], wanted[-1])
+        matches = [op for doc in docs for op in _operations(job_id, doc) if op.status == status]
+        return total, matches[offset : offset + size]
+
+    async def _buckets(self, job: dict[str, Any], first: int, last: int) -> list[dict[str, Any]]:
+        """The documents of buckets first..last of a job (0 is the job document itself)."""
+        docs = [job] if first == 0 else []
+        if last >= max(first, 1):
+            cursor = self._chunks.find(
+                {"job_id": job["_id"], "bucket": {"$gte": max(first, 1), "$lte": last}}
+            ).sort("bucket", ASCENDING)
+            docs += [doc async for doc in cursor]
+        return docs
 
     @_converted
     async def count_jobs_by_status(self) -> dict[str, int]:
-        """How many jobs there are in each status."""
-        return {
-            status: await self._jobs.count_documents({"status": status})
-            for status in ("in_progress", "completed")
-        }
+        """How many jobs there are in each status (completed: approximately, from the total)."""
+        in_progress = await self._jobs.count_documents({"status": "in_progress"})
+        total = await self._estimated_total()
+        return {"in_progress": in_progress, "completed": max(total - in_progress, 0)}
+
+    # -- persisting results -----------------------------------------------------------------
 
     @_converted
-    async def record_results(self, results: Sequence[OperationResult]) -> int:
-        """Store results; one already stored for an operation is kept. Returns how many were new."""
-        now = utcnow()
-        docs = [
-            {
-                "_id": r.operation_id,
-                "job_id": r.job_id,
-                "index": r.index,
-                "status": r.status,
-                "result": r.result,
-                "error": r.error,
-                "finished_at": now,
-            }
-            for r in results
-        ]
-        return await _insert_new(self._results, docs)
+    async def store_results(
+        self, results: Sequence[OperationResult], progress: Sequence[Progress]
+    ) -> SavedProgress:
+        """Store results and set their jobs' counters (absolute values), completing the jobs
+        whose operations all ended; only jobs still in progress change (the others come back as
+        `stale`). A result already stored for an operation is kept.
 
-    @_converted
-    async def existing_jobs(self, job_ids: Iterable[str]) -> set[str]:
-        """The ids among these whose job is still there (in progress or completed, not deleting)."""
-        docs = await _each(
-            job_ids,
-            lambda job_id: self._jobs.find_one({"_id": job_id, "status": VISIBLE}, {"_id": 1}),
-        )
-        return {doc["_id"] for doc in docs if doc is not None}
-
-    @_converted
-    async def drop_results(self, results: Sequence[OperationResult]) -> None:
-        """Delete these results (just stored for jobs that turned out to be deleted).
-
-        One range of operation indexes per job, on the `(job_id, index)` index: only what the
-        caller stored goes, so this never competes with the deletion's own chunks.
+        Chunk documents first, then the job documents (which carry the first bucket's results),
+        so a job is never completed before its results are stored.
         """
-        spans: dict[str, tuple[int, int]] = {}
+        now = utcnow()
+        forms = await self.forms()
+        by_job: dict[str, dict[int, list[tuple[int, OperationResult]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
         for r in results:
-            low, high = spans.get(r.job_id, (r.index, r.index))
-            spans[r.job_id] = (min(low, r.index), max(high, r.index))
-        await _each(
-            spans.items(),
-            lambda item: self._purge(self._results, item[0], item[1][1], first=item[1][0]),
-        )
-
-    @_converted
-    async def save_progress(self, progress: Sequence[Progress]) -> SavedProgress:
-        """Set jobs' counters (absolute values), completing those whose operations all ended.
-
-        Only jobs still in progress are updated; the others (deleted, or completed meanwhile by
-        reconciliation) come back as `stale`.
-        """
-        now = utcnow()
-        saved = SavedProgress(set(), {}, now)
-
-        async def save(p: Progress) -> None:
+            bucket = bucket_of(r.index)
+            by_job[r.job_id][bucket].append((r.index - 1 - bucket * BUCKET, r))
+        chunk_writes = [
+            _Write(chunk_id(job_id, bucket), items)
+            for job_id, buckets in by_job.items()
+            for bucket, items in buckets.items()
+            if bucket > 0
+        ]
+        job_writes = []
+        for p in progress:
             fields: dict[str, Any] = {
                 "succeeded": p.succeeded,
                 "failed": p.failed,
                 "updated_at": now,
             }
-            in_progress = {"_id": p.job_id, "status": "in_progress"}
-            if not p.complete:
-                outcome = await self._jobs.update_one(in_progress, {"$set": fields})
-                if outcome.matched_count == 0:
-                    saved.stale.add(p.job_id)
-                return
-            fields |= {"status": "completed", "finished_at": now}
-            # one command that also tells when the job was created (no projection: FerretDB
-            # rejects findAndModify's "fields")
-            doc = await self._jobs.find_one_and_update(in_progress, {"$set": fields})
-            if doc is None:
-                saved.stale.add(p.job_id)
-            else:
-                saved.completed[p.job_id] = doc["created_at"]
+            if p.complete:
+                fields |= {"status": "completed", "finished_at": now}
+            items = by_job.get(p.job_id, {}).get(0, [])
+            job_writes.append(_Write(p.job_id, items, {"status": "in_progress"}, fields))
 
-        await _each(progress, save)
+        stored = 0
+        applied, _ = await self._apply(forms, self._chunks, chunk_writes)
+        stored += applied
+        applied, missed = await self._apply(forms, self._jobs, job_writes)
+        stored += applied
+        gone = {job_id for job_id, is_gone in missed.items() if is_gone}
+        saved = SavedProgress(set(missed), {}, now, stored, gone)
+        for p in progress:
+            if p.complete and p.job_id not in saved.stale:
+                saved.completed[p.job_id] = job_created_at(p.job_id)
         return saved
+
+    async def _apply(
+        self, forms: Forms, collection: AsyncCollection, writes: list[_Write]
+    ) -> tuple[int, dict[str, bool]]:
+        """Apply writes; returns the results stored, and the documents that matched none of
+        their write (id -> whether the document is gone or being deleted)."""
+        matched = await forms.update_each(collection, [w.command() for w in writes])
+        stored = 0
+        missed: dict[str, bool] = {}
+        retry = [w for i, w in enumerate(writes) if matched is None or not matched[i]]
+        stored += sum(len(w.items) for w in writes) - sum(len(w.items) for w in retry)
+        outcomes = await _each(
+            retry, lambda w: self._apply_one(collection, w, applied_maybe=matched is None)
+        )
+        for w, outcome in zip(retry, outcomes, strict=True):
+            if isinstance(outcome, int):
+                stored += outcome
+            else:
+                missed[w.key] = outcome == "gone"
+        return stored, missed
+
+    async def _apply_one(
+        self, collection: AsyncCollection, write: _Write, applied_maybe: bool
+    ) -> int | Literal["gone", "stale"]:
+        """Apply one write that did not match as a whole: read the document, drop the results
+        whose positions are taken (a duplicate after the progress table lost its state), and try
+        again. Returns the results stored, or why the document refused them.
+
+        `applied_maybe`: a bulk write did not say which of its updates matched, so this one may
+        have; a job document whose `updated_at` is this write's was updated by it.
+        """
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt > 0 or not applied_maybe:
+                query, update = write.command()
+                if update and (await collection.update_one(query, update)).matched_count:
+                    return len(write.items)
+            doc = await collection.find_one(
+                {"_id": write.key}, {"res": 1, "status": 1, "updated_at": 1}
+            )
+            if doc is None or doc.get("status") == DELETING:
+                return "gone"
+            marker = write.fields.get("updated_at")
+            if applied_maybe and attempt == 0 and marker and doc.get("updated_at") == marker:
+                return len(write.items)
+            if any(doc.get(k) != v for k, v in write.condition.items()):
+                return "stale"
+            write = write.without_taken(doc["res"])
+            if not write.items and not write.fields:
+                return 0
+        raise StorageError(f"results for {write.key} kept conflicting", transient=True)
 
     # -- reconciliation ---------------------------------------------------------------------
 
@@ -464,22 +797,28 @@ class MongoRepository:
     async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]:
         """In-progress jobs whose counters have not moved since the given time."""
         cursor = self._jobs.find(
-            {"status": "in_progress", "updated_at": {"$lt": updated_before}}
+            {"status": "in_progress", "updated_at": {"$lt": updated_before}}, JOB_FIELDS
         ).limit(limit)
         return [_job(doc) async for doc in cursor]
 
     @_converted
     async def pending_operations(self, job_id: str) -> list[Operation]:
         """A job's operations that have no result yet."""
-        done = {doc["index"] async for doc in self._results.find({"job_id": job_id}, {"index": 1})}
-        cursor = self._operations.find({"job_id": job_id})
-        return [_operation(doc, None) async for doc in cursor if doc["index"] not in done]
+        job = await self._jobs.find_one({"_id": job_id})
+        if job is None:
+            return []
+        docs = await self._buckets(job, 0, bucket_of(job["total"]))
+        return [op for doc in docs for op in _operations(job_id, doc) if op.status == "pending"]
 
     @_converted
     async def count_outcomes(self, job: Job) -> Outcomes:
-        """A job's operations by outcome, from the results themselves."""
-        succeeded = await self._results.count_documents({"job_id": job.id, "status": "succeeded"})
-        failed = await self._results.count_documents({"job_id": job.id, "status": "failed"})
+        """A job's operations by outcome, from the stored results' counters."""
+        doc = await self._jobs.find_one({"_id": job.id}, {"ok": 1, "ko": 1})
+        succeeded, failed = (doc or {}).get("ok", 0), (doc or {}).get("ko", 0)
+        if job.total > BUCKET:
+            async for chunk in self._chunks.find({"job_id": job.id}, {"ok": 1, "ko": 1}):
+                succeeded += chunk["ok"]
+                failed += chunk["ko"]
         return Outcomes(job.total, succeeded, failed)
 
     @_converted
@@ -493,13 +832,32 @@ class MongoRepository:
         return 0 if doc is None else int(doc.get("reconciliations", 0))
 
 
-async def _each(items: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
-    """Run one single-document command per item, at most CONCURRENT_COMMANDS at once.
+def completed_job_document(
+    job_id: str, expressions: Sequence[str], created_at: datetime, finished_at: datetime
+) -> dict[str, Any]:
+    """The document of a job of at most BUCKET operations, all succeeded with their index as
+    result, as `create_job` and `store_results` leave it (for tools that fill a database)."""
+    if len(expressions) > BUCKET:
+        raise ValueError(f"a job of {len(expressions)} operations needs chunk documents")
+    doc = _bucket_doc(expressions, 0)
+    doc["res"] = [{"status": "succeeded", "result": str(i)} for i in range(1, doc["n"] + 1)]
+    return doc | {
+        "_id": job_id,
+        "status": "completed",
+        "total": len(expressions),
+        "succeeded": len(expressions),
+        "failed": 0,
+        "created_at": created_at,
+        "slot": int(created_at.timestamp()),
+        "updated_at": finished_at,
+        "finished_at": finished_at,
+        "reconciliations": 0,
+        "ok": len(expressions),
+    }
 
-    Single-id commands rather than `$in` or bulk writes: FerretDB pushes only plain equality
-    filters down to its backend (with `$in` it reads the whole collection), and it holds one
-    backend connection per statement of a command until the whole command ends.
-    """
+
+async def _each(items: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
+    """Run one single-document command per item, at most CONCURRENT_COMMANDS at once."""
     gate = asyncio.Semaphore(CONCURRENT_COMMANDS)
 
     async def gated(item: T) -> R:
@@ -507,6 +865,19 @@ async def _each(items: Iterable[T], call: Callable[[T], Awaitable[R]]) -> list[R
             return await call(item)
 
     return list(await asyncio.gather(*(gated(item) for item in items)))
+
+
+async def _retried(command: Callable[[], Awaitable[Any]]) -> None:
+    """Run an idempotent command, retrying a transient failure (a deadlock with a concurrent
+    purge of the same job, a primary stepping down) a few times before it is reported."""
+    for attempt in range(PURGE_ATTEMPTS):
+        try:
+            await command()
+            return
+        except PyMongoError as exc:
+            if attempt + 1 == PURGE_ATTEMPTS or not is_transient(exc):
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
 
 
 async def _insert_new(collection: AsyncCollection, docs: list[dict[str, Any]]) -> int:
@@ -523,6 +894,33 @@ async def _insert_new(collection: AsyncCollection, docs: list[dict[str, Any]]) -
     return len(outcome.inserted_ids)
 
 
+def _bucket_doc(expressions: Sequence[str], bucket: int) -> dict[str, Any]:
+    """The operation fields of one bucket: expressions, null results, outcome counters."""
+    ops = list(expressions[bucket * BUCKET : (bucket + 1) * BUCKET])
+    return {"bucket": bucket, "n": len(ops), "ops": ops, "res": [None] * len(ops), "ok": 0, "ko": 0}
+
+
+def _result_value(r: OperationResult) -> dict[str, Any]:
+    if r.status == "succeeded":
+        return {"status": r.status, "result": r.result}
+    return {"status": r.status, "error": r.error}
+
+
+def _matching(doc: dict[str, Any], status: OperationStatus) -> int:
+    """How many operations of a bucket document have this status (from its counters)."""
+    if status == "succeeded":
+        return int(doc["ok"])
+    if status == "failed":
+        return int(doc["ko"])
+    return int(doc["n"] - doc["ok"] - doc["ko"])
+
+
+def _operations(job_id: str, doc: dict[str, Any]) -> list[Operation]:
+    """The operations of one bucket document, in order."""
+    first = doc["bucket"] * BUCKET + 1
+    return [_operation(job_id, first + i, text, doc["res"][i]) for i, text in enumerate(doc["ops"])]
+
+
 def _job(doc: dict[str, Any]) -> Job:
     return Job(
         id=doc["_id"],
@@ -535,12 +933,14 @@ def _job(doc: dict[str, Any]) -> Job:
     )
 
 
-def _operation(doc: dict[str, Any], result: dict[str, Any] | None) -> Operation:
+def _operation(
+    job_id: str, index: int, expression: str, result: dict[str, Any] | None
+) -> Operation:
     return Operation(
-        id=doc["_id"],
-        job_id=doc["job_id"],
-        index=doc["index"],
-        expression=doc["expression"],
+        id=operation_id(job_id, index),
+        job_id=job_id,
+        index=index,
+        expression=expression,
         status="pending" if result is None else result["status"],
         result=None if result is None else result.get("result"),
         error=None if result is None else result.get("error"),

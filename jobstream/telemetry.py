@@ -51,6 +51,7 @@ class Metrics:
     results_ignored: Counter
     results_duplicated: Counter
     republished: Counter
+    jobs_expired: Counter
     job_duration: Histogram
     jobs_by_status: Gauge
     batches_parked: Counter
@@ -110,6 +111,11 @@ class Metrics:
             republished=Counter(
                 "reconciliation_republished",
                 "Operations re-published by reconciliation",
+                registry=r,
+            ),
+            jobs_expired=Counter(
+                "jobs_expired",
+                "Completed jobs deleted by the retention sweep (JOBSTREAM_RETENTION)",
                 registry=r,
             ),
             job_duration=Histogram(

@@ -2,12 +2,11 @@
 
 One actor (Faust forbids table writes at concurrency > 1) takes batches of responses, and for each:
 1. drops responses the progress table has already counted (at-least-once delivery duplicates);
-2. stores the new results (a result already stored for an operation wins);
-3. sets the jobs' absolute counters, only on jobs still in progress: one that matches none reveals
-   a late result of an ended job (nothing changes) or of a job deleted meanwhile (whose
-   just-stored results are dropped, so nothing is resurrected);
-4. only then updates the table, and acknowledges the batch.
-A crash anywhere before 4 re-delivers the batch, which the steps above make harmless.
+2. stores the new results with the jobs' absolute counters, in one write per job document (a
+   result already stored for an operation wins; only jobs still in progress change, so a late
+   result of an ended or deleted job changes nothing, see `jobstream.storage`);
+3. only then updates the table, and acknowledges the batch.
+A crash anywhere before 3 re-delivers the batch, which the steps above make harmless.
 
 No batch blocks its partitions for good: a batch is retried for as long as the database is
 unreachable, but one that the database refuses (the command itself fails, PARKING_REFUSALS times)
@@ -56,7 +55,7 @@ class ProgressTable(Protocol):
 
 
 class ResultWriter:
-    """Applies batches of results to storage and the progress table (steps 1-4 above)."""
+    """Applies batches of results to storage and the progress table (steps 1-3 above)."""
 
     def __init__(
         self,
@@ -91,42 +90,40 @@ class ResultWriter:
                     self._metrics.results_duplicated.inc()
             touched[job_id] = progress
 
-        inserted = await self._repository.record_results(fresh)
-        saved = await self._repository.save_progress(
-            [Progress(j, p.succeeded, p.failed, p.complete) for j, p in touched.items()]
+        # Only jobs with new results are written: duplicates alone change nothing stored.
+        moved = {r.job_id for r in fresh}
+        saved = await self._repository.store_results(
+            fresh,
+            [
+                Progress(j, p.succeeded, p.failed, p.complete)
+                for j, p in touched.items()
+                if j in moved
+            ],
         )
-        # A job no longer in progress was deleted, or had already ended (late duplicates, whose
-        # inserts the unique ids rejected): a deleted job must not keep the results just inserted.
-        # Checking *after* the insert covers every interleaving with the delete.
-        gone: set[str] = set()
-        if saved.stale:
-            gone = saved.stale - await self._repository.existing_jobs(saved.stale)
-            if gone:
-                await self._repository.drop_results([r for r in fresh if r.job_id in gone])
-            for job_id in saved.stale:
-                self._metrics.results_ignored.inc(len(by_job[job_id]))
-        self._metrics.results_stored.inc(inserted)
+        for job_id in saved.stale:
+            self._metrics.results_ignored.inc(len(by_job[job_id]))
+        self._metrics.results_stored.inc(saved.stored)
         for job_id, progress in touched.items():
             key = job_id.encode()
             if job_id in saved.stale or progress.complete:
                 if job_id in saved.completed:
                     self._metrics.jobs_completed.inc()
-                    elapsed = (saved.at - saved.completed[job_id]).total_seconds()
-                    self._metrics.job_duration.observe(max(elapsed, 0.0))
+                    created = saved.completed[job_id]
+                    if created is not None:
+                        elapsed = (saved.at - created).total_seconds()
+                        self._metrics.job_duration.observe(max(elapsed, 0.0))
                 if key in self._table:
                     del self._table[key]
             else:
                 self._table[key] = progress.encode()
         if self._on_changes is not None:
-            self._on_changes(_changes(touched, saved, gone))
+            self._on_changes(_changes({j: p for j, p in touched.items() if j in moved}, saved))
 
 
-def _changes(
-    touched: dict[str, JobProgress], saved: SavedProgress, gone: set[str]
-) -> list[JobChange]:
+def _changes(touched: dict[str, JobProgress], saved: SavedProgress) -> list[JobChange]:
     """One change per job a batch moved: its counters, completion (at the time the database
     stored), or deletion."""
-    stale, completed, now = saved.stale, saved.completed, saved.at
+    stale, completed, now, gone = saved.stale, saved.completed, saved.at, saved.gone
     changes = []
     for job_id, p in touched.items():
         if job_id in gone:

@@ -8,7 +8,9 @@ faust-streaming #606, a progress update lost with a crashed worker's table) and:
   `max_attempts` reconciliations fails them instead, through the normal response path, so that the
   progress table counts them like any other result.
 It also finishes deletions that stopped half-way (the DELETE was not retried), so no operation or
-result of a deleted job outlives it.
+result of a deleted job outlives it, and deletes the completed jobs older than the retention period
+(`JOBSTREAM_RETENTION`; a sweep rather than a TTL index, which would remove a big job's document
+but not its chunk documents).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class Reconciler:
             log.warning("reconciliation finishes the deletion of job %s", job_id)
             with contextlib.suppress(NotFound):  # finished meanwhile
                 await self._repository.delete_job(job_id)
+        if self._settings.retention:
+            await self.sweep_expired()
         republished = 0
         for job in await self._repository.stalled_jobs(cutoff, JOBS_PER_TICK):
             republished += await self._reconcile(job)
@@ -64,13 +68,25 @@ class Reconciler:
             self._metrics.jobs_by_status.labels(status=status).set(count)
         return republished
 
+    async def sweep_expired(self) -> int:
+        """Delete completed jobs older than the retention period; returns how many."""
+        cutoff = utcnow() - timedelta(seconds=self._settings.retention)
+        expired = await self._repository.expired_jobs(cutoff, JOBS_PER_TICK)
+        for job_id in expired:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                await self._repository.delete_job(job_id)
+        if expired:
+            log.info("retention: deleted %d jobs completed before %s", len(expired), cutoff)
+            self._metrics.jobs_expired.inc(len(expired))
+        return len(expired)
+
     async def _reconcile(self, job: Job) -> int:
         pending = await self._repository.pending_operations(job.id)
         if not pending:
             outcomes = await self._repository.count_outcomes(job)
             log.warning("reconciliation finished job %s from its results", job.id)
-            await self._repository.save_progress(
-                [Progress(job.id, outcomes.succeeded, outcomes.failed, complete=True)]
+            await self._repository.store_results(
+                [], [Progress(job.id, outcomes.succeeded, outcomes.failed, complete=True)]
             )
             return 0
         attempt = await self._repository.note_reconciled(job.id)

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import logging
 import re
-import uuid
 from typing import Any
 
 import faust
@@ -14,7 +13,7 @@ from aiohttp import web as aioweb
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
-from jobstream.models import OperationRequest, OperationStatus, request_messages
+from jobstream.models import OperationRequest, OperationStatus, new_job_id, request_messages
 from jobstream.settings import Settings
 from jobstream.storage import Repository
 from jobstream.submission import SubmissionLimits, parse_body
@@ -95,6 +94,19 @@ def page_from(query: Any) -> tuple[int, int]:
     return number("page", 1, MAX_PAGE), number("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
+def cursor_from(query: Any) -> str | None:
+    """The optional `cursor` of the jobs listing (a previous page's `next`), validated; it cannot
+    be combined with `page`."""
+    raw = query.get("cursor")
+    if raw is None:
+        return None
+    if "page" in query:
+        raise InvalidJob("give either cursor or page, not both")
+    if not JOB_ID.fullmatch(raw):
+        raise InvalidJob(f"malformed cursor {raw[:64]!r}: use the 'next' of a previous page")
+    return raw  # type: ignore[no-any-return]
+
+
 def page_response(page: int, size: int, total: int, items: list[Any]) -> aioweb.Response:
     """One page of a listing: `{"page", "size", "total", "items"}`."""
     return aioweb.json_response({"page": page, "size": size, "total": total, "items": items})
@@ -153,7 +165,7 @@ def register_job_views(
             deadline = asyncio.get_running_loop().time() + settings.publish_deadline
             body = await read_body(request, limits.max_body_bytes)
             expressions = parse_body(body, request.headers.get("Content-Type"), limits)
-            job_id = uuid.uuid4().hex
+            job_id = new_job_id()
             job = await repository.create_job(job_id, expressions)
             # Stored before published: a crash here, or Kafka not acknowledging before the
             # deadline, leaves pending operations that reconciliation publishes, so the 201 below
@@ -196,8 +208,17 @@ def register_job_views(
 
         async def get(self, request: aioweb.Request) -> aioweb.Response:
             page, size = page_from(request.query)
-            total, jobs = await repository.list_jobs(page, size)
-            return page_response(page, size, total, [job.to_json() for job in jobs])
+            after = cursor_from(request.query)
+            listing = await repository.list_jobs(size, after=after, page=page)
+            body: dict[str, Any] = {
+                "size": size,
+                "total": listing.total,
+                "items": [job.to_json() for job in listing.jobs],
+                "next": listing.next,
+            }
+            if after is None:
+                body["page"] = page
+            return aioweb.json_response(body)
 
     @app.page("/api/jobs/{job_id}")
     class OneJob(View):

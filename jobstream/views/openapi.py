@@ -43,6 +43,13 @@ PAGE = [
     },
 ]
 
+CURSOR = {
+    "name": "cursor",
+    "in": "query",
+    "description": "The `next` of the previous page.",
+    "schema": JOB_ID,
+}
+
 #: The characters an expression may not contain (jobstream.submission refuses them).
 CONTROL = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029"
 #: What Python's str.strip() removes, i.e. str.isspace(): the edges of a JSON operation.
@@ -185,7 +192,12 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 },
                 "get": {
                     "summary": "List jobs, newest first",
-                    "parameters": PAGE,
+                    "description": (
+                        "Page by `cursor` (the `next` of the previous page; cheap however many "
+                        "jobs are stored) or by `page` number, not both. `total` is approximate: "
+                        "it may count jobs being deleted."
+                    ),
+                    "parameters": [*PAGE, CURSOR],
                     "responses": {
                         "200": _ok("A page of jobs", "JobPage"),
                         "400": bad["400"],
@@ -299,6 +311,18 @@ def _page_of(item: str) -> dict[str, Any]:
     }
 
 
+def _job_page() -> dict[str, Any]:
+    page = _page_of("Job")
+    page["required"] = ["size", "total", "items", "next"]
+    page["properties"]["next"] = {
+        **JOB_ID,
+        "nullable": True,
+        "description": "The `cursor` of the next page; null on the last page.",
+    }
+    page["properties"]["page"]["description"] = "Given when paging by number."
+    return page
+
+
 _IDENTITY = {"role": {"type": "string"}, "worker": {"type": "string"}}
 _CHECKS = {"type": "object", "additionalProperties": {"type": "string"}}
 
@@ -366,7 +390,7 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 "error": _NULLABLE_STRING,
             },
         },
-        "JobPage": _page_of("Job"),
+        "JobPage": _job_page(),
         "OperationPage": _page_of("Operation"),
         "Health": {
             "type": "object",

@@ -43,6 +43,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from jobstream.storage import BUCKET
+
 ROOT = Path(__file__).resolve().parents[2]
 DEV = str(ROOT / "scripts" / "dev.sh")
 INFRA = str(ROOT / "scripts" / "infra" / "infra.sh")
@@ -562,13 +564,32 @@ async def stored_but_unacknowledged(
         return {}
     accepted = {s.job_id for s in load.accepted}
     found: dict[str, JobSpec] = {}
-    async for job in db["jobs"].find({"created_at": {"$gte": since}}, {"_id": 1}):
+    async for job in db["jobs"].find({"created_at": {"$gte": since}}, {"_id": 1, "ops": 1}):
         if job["_id"] in accepted:
             continue
-        first = await db["operations"].find_one({"job_id": job["_id"], "index": 1})
-        if first and first["expression"] in unanswered:
-            found[job["_id"]] = unanswered[first["expression"]]
+        first = (job.get("ops") or [None])[0]  # the job document holds its first operations
+        if first in unanswered:
+            found[job["_id"]] = unanswered[first]
     return found
+
+
+async def stored_results(db: AsyncDatabase, doc: dict[str, Any]) -> tuple[dict[int, Any], int]:
+    """A job's stored results by operation index, read from its job document and chunk
+    documents (see jobstream.storage), and how far the documents' outcome counters (`ok`, `ko`)
+    exceed the results they hold (a result counted twice)."""
+    docs = [doc]
+    if doc["total"] > BUCKET:
+        docs += [c async for c in db["chunks"].find({"job_id": doc["_id"]})]
+    by_index: dict[int, Any] = {}
+    excess = 0
+    for d in docs:
+        first = d.get("bucket", 0) * BUCKET + 1
+        held = [r for r in d.get("res", []) if r is not None]
+        excess += max(d.get("ok", 0) + d.get("ko", 0) - len(held), 0)
+        for i, r in enumerate(d.get("res", [])):
+            if r is not None:
+                by_index[first + i] = r
+    return by_index, excess
 
 
 async def wait_quiescent(db: AsyncDatabase, job_ids: Sequence[str], timeout: float) -> float | None:
@@ -608,8 +629,8 @@ class Findings:
 
     jobs: int = 0
     operations: int = 0
-    lost: int = 0  # operations without a result document
-    extra_results: int = 0  # result documents beyond one per operation
+    lost: int = 0  # operations without a stored result
+    extra_results: int = 0  # results counted beyond those stored (outcome counters)
     wrong: int = 0  # results that differ from the expected ones
     given_up: int = 0  # operations failed by reconciliation ("no result after N attempts")
     not_completed: int = 0
@@ -636,20 +657,16 @@ async def check_jobs(system: System, jobs: dict[str, JobSpec]) -> Findings:
             f.not_completed += 1
             f.problem(f"job {job_id} ({spec.tag}) is not in MongoDB")
             continue
-        results = [r async for r in db["results"].find({"job_id": job_id})]
-        by_index: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        for r in results:
-            by_index[r["index"]].append(r)
+        stored, excess = await stored_results(db, doc)
+        by_index: dict[int, list[dict[str, Any]]] = {i: [r] for i, r in stored.items()}
         missing = [i for i in range(1, spec.size + 1) if i not in by_index]
         f.lost += len(missing)
         if missing:
             f.problem(f"job {job_id} ({spec.tag}): no result for operations {missing[:10]}")
-        extra = sum(len(v) - 1 for v in by_index.values()) + sum(
-            len(v) for i, v in by_index.items() if not 1 <= i <= spec.size
-        )
+        extra = excess + sum(len(v) for i, v in by_index.items() if not 1 <= i <= spec.size)
         f.extra_results += extra
         if extra:
-            f.problem(f"job {job_id} ({spec.tag}): {extra} result documents too many")
+            f.problem(f"job {job_id} ({spec.tag}): {extra} results counted beyond those stored")
         for index, (status, value) in enumerate(spec.expected, start=1):
             got = by_index.get(index)
             if not got:

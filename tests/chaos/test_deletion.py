@@ -62,8 +62,7 @@ async def leftovers(system: System, job_ids: list[str]) -> dict[str, int]:
     db = system.db
     return {
         "jobs": await db["jobs"].count_documents({"_id": {"$in": job_ids}}),
-        "operations": sum([await db["operations"].count_documents({"job_id": j}) for j in job_ids]),
-        "results": sum([await db["results"].count_documents({"job_id": j}) for j in job_ids]),
+        "chunks": sum([await db["chunks"].count_documents({"job_id": j}) for j in job_ids]),
     }
 
 

@@ -1,11 +1,12 @@
-"""The repository contract, run against both repositories: MongoRepository on the real FerretDB
-(every query and write it makes is supported there) and its in-memory twin, which the agents' unit
-tests rely on. Tests that look at MongoDB's documents themselves take the FerretDB one only."""
+"""The repository contract, run against three repositories: MongoRepository on the real FerretDB in
+both command forms (the MongoDB form: `$in`, `bulk_write`; and FerretDB's: single-document
+commands), and its in-memory twin, which the agents' unit tests rely on. Tests that look at the
+documents themselves take the FerretDB ones only."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -13,48 +14,76 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from jobstream.errors import NotFound
 from jobstream.memory import MemoryRepository
-from jobstream.models import OperationResult
-from jobstream.storage import MongoRepository, Progress, Repository, utcnow
+from jobstream.models import OperationResult, job_created_at, new_job_id
+from jobstream.storage import BUCKET, MongoRepository, Progress, Repository, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
+REPOSITORIES = ["mongodb-form", "ferretdb-form", "memory"]
 
-@pytest.fixture(params=["ferretdb", "memory"])
+
+@pytest.fixture(params=REPOSITORIES)
 def repository(request: pytest.FixtureRequest) -> Repository:
-    """The repository under contract: MongoDB's on a fresh FerretDB database, or the twin."""
-    name = "mongo_repository" if request.param == "ferretdb" else "memory_repository"
-    repository: Repository = request.getfixturevalue(name)
+    """The repository under contract: MongoDB's on a fresh FerretDB database (in one of the two
+    command forms), or the twin."""
+    if request.param == "memory":
+        return MemoryRepository()
+    repository: Repository = request.getfixturevalue(f"mongo_{request.param[:-5]}")
     return repository
 
 
-@pytest.fixture
-def memory_repository() -> MemoryRepository:
-    """A fresh in-memory repository."""
-    return MemoryRepository()
+@pytest.fixture(params=["mongodb", "ferretdb"])
+def mongo_repository(request: pytest.FixtureRequest) -> MongoRepository:
+    """The MongoDB repository only (both forms), for tests that read its documents."""
+    repository: MongoRepository = request.getfixturevalue(f"mongo_{request.param}")
+    return repository
+
+
+async def _connected(url: str, name: str, dialect: str) -> MongoRepository:
+    repo = MongoRepository.connect(url, name, dialect=dialect)  # type: ignore[arg-type]
+    await repo.ensure_indexes()
+    return repo
 
 
 @pytest_asyncio.fixture
-async def mongo_repository(
-    mongo_db: AsyncDatabase, mongo_url: str
-) -> AsyncIterator[MongoRepository]:
-    """The MongoDB repository only, for tests that read its documents."""
-    repo = MongoRepository.connect(mongo_url, mongo_db.name)
-    await repo.ensure_indexes()
+async def mongo_mongodb(mongo_db: AsyncDatabase, mongo_url: str) -> AsyncIterator[MongoRepository]:
+    repo = await _connected(mongo_url, mongo_db.name, "mongodb")
     try:
         yield repo
     finally:
         await repo.close()
 
 
-def result(job_id: str, index: int, value: str = "1", total: int = 3) -> OperationResult:
+@pytest_asyncio.fixture
+async def mongo_ferretdb(mongo_db: AsyncDatabase, mongo_url: str) -> AsyncIterator[MongoRepository]:
+    repo = await _connected(mongo_url, mongo_db.name, "ferretdb")
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+def ok(job_id: str, index: int, value: str = "1", total: int = 3) -> OperationResult:
     return OperationResult(job_id, index, total, "succeeded", result=value)
 
 
+def bad(job_id: str, index: int, total: int, error: str = "e") -> OperationResult:
+    return OperationResult(job_id, index, total, "failed", error=error)
+
+
+def job_ids(n: int) -> list[str]:
+    """n job ids, oldest first, a millisecond apart."""
+    start = datetime.now(UTC) - timedelta(seconds=10)
+    return [new_job_id(start + timedelta(milliseconds=i)) for i in range(n)]
+
+
 async def test_created_job_reads_back_with_its_operations(repository: Repository) -> None:
-    job = await repository.create_job("a" * 32, ["1 + 1", "2 * 3", "1 / 0"])
+    job_id = new_job_id()
+    job = await repository.create_job(job_id, ["1 + 1", "2 * 3", "1 / 0"])
     assert (job.status, job.total, job.pending) == ("in_progress", 3, 3)
-    assert await repository.get_job("a" * 32) == job
-    total, operations = await repository.list_operations("a" * 32, page=1, size=2)
+    assert job.created_at == job_created_at(job_id)
+    assert await repository.get_job(job_id) == job
+    total, operations = await repository.list_operations(job_id, page=1, size=2)
     assert total == 3
     assert [(op.index, op.expression, op.status) for op in operations] == [
         (1, "1 + 1", "pending"),
@@ -63,88 +92,161 @@ async def test_created_job_reads_back_with_its_operations(repository: Repository
 
 
 async def test_creating_the_same_job_twice_is_harmless(repository: Repository) -> None:
-    await repository.create_job("b" * 32, ["1", "2"])
-    await repository.create_job("b" * 32, ["1", "2"])  # a retried request
-    total, operations = await repository.list_operations("b" * 32, page=1, size=10)
-    assert total == 2 and len(operations) == 2
+    job_id = new_job_id()
+    texts = [str(n) for n in range(2 * BUCKET + 5)]
+    await repository.create_job(job_id, texts)
+    await repository.create_job(job_id, texts)  # a retried request
+    total, operations = await repository.list_operations(job_id, page=3, size=BUCKET)
+    assert total == len(texts)
+    assert [op.expression for op in operations] == texts[2 * BUCKET :]
 
 
 async def test_first_result_wins_and_duplicates_are_not_stored(
     repository: Repository,
 ) -> None:
-    job_id = "c" * 32
-    await repository.create_job(job_id, ["1", "2", "3"])
-    assert await repository.record_results([result(job_id, 1, "1"), result(job_id, 2, "2")]) == 2
+    job_id = new_job_id()
+    total = BUCKET + 3  # results in the job document and in a chunk document
+    await repository.create_job(job_id, [str(n) for n in range(total)])
+    first = [ok(job_id, 1, "1", total), ok(job_id, BUCKET + 2, "2", total)]
+    saved = await repository.store_results(first, [Progress(job_id, 2, 0, False)])
+    assert (saved.stored, saved.stale) == (2, set())
     # a redelivered result, and a different one for an operation that already has one
-    assert await repository.record_results([result(job_id, 2, "2"), result(job_id, 1, "9")]) == 0
+    again = [ok(job_id, BUCKET + 2, "2", total), bad(job_id, 1, total)]
+    saved = await repository.store_results(again, [Progress(job_id, 2, 0, False)])
+    assert (saved.stored, saved.stale) == (0, set())
     operation = await repository.get_operation(job_id, 1)
     assert (operation.status, operation.result) == ("succeeded", "1")
+    operation = await repository.get_operation(job_id, BUCKET + 2)
+    assert (operation.status, operation.result) == ("succeeded", "2")
     pending = await repository.pending_operations(job_id)
-    assert [op.index for op in pending] == [3]
+    assert [op.index for op in pending] == [i for i in range(1, total + 1) if i not in (1, 102)]
+    outcomes = await repository.count_outcomes(await repository.get_job(job_id))
+    assert (outcomes.succeeded, outcomes.failed) == (2, 0)
+
+
+async def test_a_batch_with_some_results_already_stored_stores_the_others(
+    repository: Repository,
+) -> None:
+    job_id = new_job_id()
+    await repository.create_job(job_id, ["1", "2", "3"])
+    await repository.store_results([ok(job_id, 2, "2")], [Progress(job_id, 1, 0, False)])
+    # the progress table lost its state: the redelivered batch has 2 again beside 1 and 3
+    batch = [ok(job_id, 1, "1"), bad(job_id, 2, 3), ok(job_id, 3, "3")]
+    saved = await repository.store_results(batch, [Progress(job_id, 3, 0, True)])
+    assert (saved.stored, saved.stale, set(saved.completed)) == (2, set(), {job_id})
+    _, operations = await repository.list_operations(job_id, 1, 10)
+    assert [(op.status, op.result) for op in operations] == [
+        ("succeeded", "1"),
+        ("succeeded", "2"),
+        ("succeeded", "3"),
+    ]
 
 
 async def test_progress_completes_a_job_once(repository: Repository) -> None:
-    job_id = "d" * 32
+    job_id = new_job_id()
     job = await repository.create_job(job_id, ["1"])
-    saved = await repository.save_progress([Progress(job_id, 1, 0, complete=True)])
+    saved = await repository.store_results([ok(job_id, 1)], [Progress(job_id, 1, 0, True)])
     assert (saved.stale, saved.completed) == (set(), {job_id: job.created_at})
     done = await repository.get_job(job_id)
-    assert (done.status, done.succeeded, done.finished_at is not None) == ("completed", 1, True)
+    assert (done.status, done.succeeded, done.finished_at) == ("completed", 1, saved.at)
     # a late progress update never reopens or changes a completed job, and says so
-    late = await repository.save_progress([Progress(job_id, 0, 1, complete=False)])
-    assert (late.stale, late.completed) == ({job_id}, {})
+    late = await repository.store_results([bad(job_id, 1, 1)], [Progress(job_id, 0, 1, False)])
+    assert (late.stale, late.gone, late.completed, late.stored) == ({job_id}, set(), {}, 0)
     assert await repository.get_job(job_id) == done
-    assert job.created_at == done.created_at
+    assert (await repository.get_operation(job_id, 1)).status == "succeeded"
 
 
-async def test_deleted_job_is_gone_and_its_late_results_can_be_dropped(
-    repository: Repository,
-) -> None:
-    job_id = "e" * 32
-    await repository.create_job(job_id, ["1", "2"])
+async def test_late_results_of_a_deleted_job_store_nothing(repository: Repository) -> None:
+    job_id = new_job_id()
+    total = BUCKET + 1
+    await repository.create_job(job_id, [str(n) for n in range(total)])
     await repository.delete_job(job_id)
     with pytest.raises(NotFound):
         await repository.get_job(job_id)
     with pytest.raises(NotFound):
         await repository.delete_job(job_id)
-    await repository.record_results([result(job_id, 1)])  # arrives after the delete
-    assert (await repository.save_progress([Progress(job_id, 1, 0, True)])).stale == {job_id}
-    assert await repository.existing_jobs([job_id]) == set()
-    await repository.drop_results([result(job_id, 1)])
+    late = [ok(job_id, 1, total=total), ok(job_id, total, total=total)]
+    saved = await repository.store_results(late, [Progress(job_id, 2, 0, False)])
+    assert (saved.stale, saved.gone, saved.stored) == ({job_id}, {job_id}, 0)
     assert await repository.pending_operations(job_id) == []
+    with pytest.raises(NotFound):
+        await repository.get_operation(job_id, total)
 
 
-async def test_lookups_by_id_answer_for_many_jobs_at_once(repository: Repository) -> None:
-    ids = [f"{n:032x}" for n in range(40, 65)]  # more than CONCURRENT_COMMANDS
+async def test_a_batch_of_many_jobs_answers_for_each(repository: Repository) -> None:
+    ids = job_ids(25)  # more than CONCURRENT_COMMANDS
     for job_id in ids:
         await repository.create_job(job_id, ["1", "2"])
     await repository.delete_job(ids[0])
-    await repository.save_progress([Progress(ids[1], 2, 0, complete=True)])
-    # Then each lookup answers for its own job: deleted, completed and in-progress ones
-    assert await repository.existing_jobs([*ids, "f" * 32]) == set(ids[1:])
-    progress = [Progress(job_id, 1, 0, complete=False) for job_id in ids]
-    assert (await repository.save_progress(progress)).stale == {ids[0], ids[1]}
+    await repository.store_results(
+        [ok(ids[1], 1, total=2), ok(ids[1], 2, total=2)], [Progress(ids[1], 2, 0, True)]
+    )
+    # Then each job's write answers for itself: deleted, completed and in-progress ones
+    saved = await repository.store_results(
+        [ok(job_id, 1, total=2) for job_id in ids], [Progress(j, 1, 0, False) for j in ids]
+    )
+    assert (saved.stale, saved.gone, saved.stored) == ({ids[0], ids[1]}, {ids[0]}, 23)
     assert {(await repository.get_job(job_id)).succeeded for job_id in ids[2:]} == {1}
-    completing = [Progress(job_id, 2, 0, complete=True) for job_id in ids]
-    saved = await repository.save_progress(completing)
+    saved = await repository.store_results(
+        [ok(job_id, 2, total=2) for job_id in ids], [Progress(j, 2, 0, True) for j in ids]
+    )
     assert set(saved.completed) == set(ids[2:])
     assert saved.stale == {ids[0], ids[1]}
 
 
-async def test_jobs_are_listed_newest_first(repository: Repository) -> None:
-    for n in range(3):
-        await repository.create_job(f"{n:032x}", ["1"])
-    total, jobs = await repository.list_jobs(page=1, size=2)
-    assert total == 3
-    assert [job.id for job in jobs] == [f"{2:032x}", f"{1:032x}"]
-    _, rest = await repository.list_jobs(page=2, size=2)
-    assert [job.id for job in rest] == [f"{0:032x}"]
+async def test_jobs_are_listed_newest_first_by_cursor_or_page(repository: Repository) -> None:
+    ids = job_ids(5)
+    for job_id in ids:
+        await repository.create_job(job_id, ["1"])
+    await repository.delete_job(ids[3])
+    newest = [ids[4], ids[2], ids[1], ids[0]]
+
+    first = await repository.list_jobs(2)
+    assert [job.id for job in first.jobs] == newest[:2]
+    assert first.next == newest[1]
+    assert first.total >= 4  # approximate: it may count a job being deleted
+    second = await repository.list_jobs(2, after=first.next)
+    assert [job.id for job in second.jobs] == newest[2:]
+    last = await repository.list_jobs(2, after=second.next)
+    assert (last.jobs, last.next) == ([], None)
+    by_page = await repository.list_jobs(3, page=2)
+    assert ([job.id for job in by_page.jobs], by_page.next) == (newest[3:], None)
+
+
+async def test_operations_of_a_big_job_page_across_documents(repository: Repository) -> None:
+    # Given a job of 2.5 buckets with a failure in each bucket and every fourth one succeeded
+    job_id = new_job_id()
+    total = 2 * BUCKET + BUCKET // 2
+    await repository.create_job(job_id, [f"{n} + 0" for n in range(1, total + 1)])
+    failed = [7, BUCKET + 7, 2 * BUCKET + 7]
+    results = [bad(job_id, i, total, f"e{i}") for i in failed]
+    results += [ok(job_id, i, str(i), total) for i in range(4, total + 1, 4) if i not in failed]
+    await repository.store_results(results, [Progress(job_id, len(results) - 3, 3, False)])
+
+    # Then a page that straddles two documents comes back in order
+    count, page = await repository.list_operations(job_id, page=4, size=30)
+    assert (count, [op.index for op in page]) == (total, list(range(91, 121)))
+    assert page[9].expression == "100 + 0" and page[9].status == "succeeded"
+    # and each status lists its own, across documents, with its own total
+    count, page = await repository.list_operations(job_id, page=2, size=2, status="failed")
+    assert (count, [(op.index, op.error) for op in page]) == (3, [(2 * BUCKET + 7, "e207")])
+    count, page = await repository.list_operations(job_id, page=3, size=20, status="succeeded")
+    succeeded = [i for i in range(4, total + 1, 4) if i not in failed]
+    assert (count, [op.index for op in page]) == (len(succeeded), succeeded[40:60])
+    count, page = await repository.list_operations(job_id, page=1, size=100, status="pending")
+    assert count == total - len(results)
+    assert [op.index for op in page][:5] == [1, 2, 3, 5, 6]
+    assert (await repository.get_operation(job_id, total)).expression == f"{total} + 0"
+    with pytest.raises(NotFound):
+        await repository.get_operation(job_id, total + 1)
+    outcomes = await repository.count_outcomes(await repository.get_job(job_id))
+    assert (outcomes.succeeded, outcomes.failed) == (len(succeeded), 3)
 
 
 async def test_reconciliation_queries(repository: Repository) -> None:
-    job_id = "f" * 32
+    job_id = new_job_id()
     await repository.create_job(job_id, ["1", "2"])
-    await repository.record_results([OperationResult(job_id, 1, 2, "failed", error="x")])
+    await repository.store_results([bad(job_id, 1, 2, "x")], [])
     # Given a job whose counters have not moved
     stalled = await repository.stalled_jobs(utcnow() + timedelta(seconds=1), limit=10)
     assert [job.id for job in stalled] == [job_id]
@@ -154,25 +256,48 @@ async def test_reconciliation_queries(repository: Repository) -> None:
     assert await repository.note_reconciled(job_id) == 1
     assert await repository.note_reconciled(job_id) == 2
     assert await repository.stalled_jobs(utcnow() - timedelta(seconds=60), limit=10) == []
-    assert await repository.count_jobs_by_status() == {"in_progress": 1, "completed": 0}
+    assert (await repository.count_jobs_by_status())["in_progress"] == 1
 
 
-async def test_deletion_goes_in_bounded_chunks_and_leaves_nothing_behind(
+async def test_completed_jobs_expire_after_the_retention_period(repository: Repository) -> None:
+    done, running = job_ids(2)
+    await repository.create_job(done, ["1"])
+    await repository.create_job(running, ["1", "2"])
+    await repository.store_results([ok(done, 1, total=1)], [Progress(done, 1, 0, True)])
+    await repository.store_results([ok(running, 1, total=2)], [Progress(running, 1, 0, False)])
+    assert await repository.expired_jobs(utcnow() - timedelta(seconds=60), 10) == []
+    assert await repository.expired_jobs(utcnow() + timedelta(seconds=1), 10) == [done]
+
+
+async def test_a_small_job_is_one_document_and_a_big_one_a_document_per_hundred(
+    mongo_repository: MongoRepository, mongo_db: AsyncDatabase
+) -> None:
+    small, big = new_job_id(), new_job_id()
+    await mongo_repository.create_job(small, ["1"] * 10)
+    await mongo_repository.create_job(big, ["1"] * (10 * BUCKET + 1))
+    assert await mongo_db["chunks"].count_documents({"job_id": small}) == 0
+    assert await mongo_db["chunks"].count_documents({"job_id": big}) == 10
+    assert await mongo_db["jobs"].count_documents({"_id": {"$in": [small, big]}}) == 2
+
+
+async def test_deletion_goes_in_bounded_steps_and_leaves_nothing_behind(
     mongo_repository: MongoRepository, mongo_db: AsyncDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repository = mongo_repository
-    # Given a job of 7 operations, all with results, and deletes of at most 3 documents each
-    monkeypatch.setattr("jobstream.storage.DELETE_CHUNK", 3)
-    job_id = "9" * 32
-    await repository.create_job(job_id, [str(n) for n in range(7)])
-    await repository.record_results([result(job_id, i, total=7) for i in range(1, 8)])
+    # Given a job of 7 documents, with results, and deletes of at most 3 documents each
+    monkeypatch.setattr("jobstream.storage.DELETE_CHUNKS", 3)
+    job_id = new_job_id()
+    total = 6 * BUCKET + 1
+    await repository.create_job(job_id, [str(n) for n in range(total)])
+    await repository.store_results(
+        [ok(job_id, i, total=total) for i in range(1, total + 1, 50)], []
+    )
 
     # When it is deleted
     await repository.delete_job(job_id)
 
     # Then no document of it is left in any collection
-    for name in ("jobs", "operations", "results"):
-        assert await mongo_db[name].count_documents({"job_id": job_id}) == 0, name
+    assert await mongo_db["chunks"].count_documents({"job_id": job_id}) == 0
     assert await mongo_db["jobs"].count_documents({"_id": job_id}) == 0
 
 
@@ -181,8 +306,8 @@ async def test_a_deletion_stopped_half_way_is_invisible_and_a_retry_finishes_it(
 ) -> None:
     repository = mongo_repository
     # Given a job whose deletion began (marked) and stopped before its documents were removed
-    job_id = "8" * 32
-    await repository.create_job(job_id, ["1", "2"])
+    job_id = new_job_id()
+    await repository.create_job(job_id, ["1"] * (BUCKET + 2))
     await mongo_db["jobs"].update_one(
         {"_id": job_id},
         {"$set": {"status": "deleting", "updated_at": utcnow() - timedelta(hours=1)}},
@@ -191,39 +316,26 @@ async def test_a_deletion_stopped_half_way_is_invisible_and_a_retry_finishes_it(
     # Then the API no longer sees it, progress updates refuse it, and the sweep finds it
     with pytest.raises(NotFound):
         await repository.get_job(job_id)
-    assert job_id not in {job.id for job in (await repository.list_jobs(1, 100))[1]}
-    assert (await repository.save_progress([Progress(job_id, 1, 0, False)])).stale == {job_id}
-    assert await repository.existing_jobs([job_id]) == set()
+    assert job_id not in {job.id for job in (await repository.list_jobs(100)).jobs}
+    saved = await repository.store_results(
+        [ok(job_id, 1, total=BUCKET + 2)], [Progress(job_id, 1, 0, False)]
+    )
+    assert (saved.stale, saved.gone, saved.stored) == ({job_id}, {job_id}, 0)
     assert await repository.unfinished_deletions(utcnow(), 10) == [job_id]
 
     # When the deletion is retried, it finishes
     await repository.delete_job(job_id)
-    assert await mongo_db["operations"].count_documents({"job_id": job_id}) == 0
+    assert await mongo_db["chunks"].count_documents({"job_id": job_id}) == 0
     assert await repository.unfinished_deletions(utcnow(), 10) == []
     with pytest.raises(NotFound):
         await repository.delete_job(job_id)
 
 
-async def test_operations_are_listed_by_status_in_submission_order(repository: Repository) -> None:
-    # Given a job of six operations: two failed, one succeeded, three pending
-    job_id = "7" * 32
-    await repository.create_job(job_id, [str(n) for n in range(6)])
-    await repository.record_results(
-        [
-            OperationResult(job_id, 5, 6, "failed", error="e5"),
-            OperationResult(job_id, 2, 6, "failed", error="e2"),
-            OperationResult(job_id, 3, 6, "succeeded", result="2"),
-        ]
-    )
-
-    # Then each status lists its own operations, in order, paginated, with their own total
-    total, failed = await repository.list_operations(job_id, 1, 1, status="failed")
-    assert (total, [op.index for op in failed]) == (2, [2])
-    _, failed = await repository.list_operations(job_id, 2, 1, status="failed")
-    assert [(op.index, op.error) for op in failed] == [(5, "e5")]
-    total, pending = await repository.list_operations(job_id, 1, 10, status="pending")
-    assert (total, [op.index for op in pending]) == (3, [1, 4, 6])
-    total, succeeded = await repository.list_operations(job_id, 1, 10, status="succeeded")
-    assert (total, [(op.index, op.result) for op in succeeded]) == (1, [(3, "2")])
-    total, everything = await repository.list_operations(job_id, 1, 10)
-    assert (total, len(everything)) == (6, 6)
+async def test_the_dialect_is_detected_from_the_server(
+    mongo_db: AsyncDatabase, mongo_url: str
+) -> None:
+    repository = MongoRepository.connect(mongo_url, mongo_db.name)
+    try:
+        assert (await repository.forms()).dialect == "ferretdb"  # the local stand-in
+    finally:
+        await repository.close()

@@ -15,6 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymongo.errors import BulkWriteError
 
+from jobstream.models import job_created_at
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ is a top-level package beside jobstream/, not installed
     sys.path.insert(0, str(ROOT))
@@ -825,15 +827,14 @@ def test_results_update_sets_each_result_on_its_position() -> None:
     assert (folded["status"], folded["finished_at"]) == ("completed", at)
 
 
-def test_a_completed_job_document_counts_every_operation() -> None:
+def test_a_prefilled_job_is_a_completed_job_in_jobstreams_own_model() -> None:
     created = datetime(2026, 1, 2, tzinfo=UTC)
-    doc = storage_limit.completed_job_document(
-        "ab" * 16, ["1 + 1", "2 * 3"], created, created + timedelta(seconds=1)
-    )
-    assert doc["status"] == "completed"
-    assert (doc["total"], doc["succeeded"], doc["failed"]) == (2, 2, 0)
-    assert [op["status"] for op in doc["operations"]] == ["succeeded", "succeeded"]
-    assert doc["finished_at"] > doc["created_at"]
+    doc = prefill.completed_job(7, created)
+    assert doc["status"] == "completed" and doc["_id"] == prefill.prefill_id(7, created)
+    assert (doc["total"], doc["succeeded"], doc["failed"], doc["ok"]) == (10, 10, 0, 10)
+    assert len(doc["ops"]) == len(doc["res"]) == 10
+    assert {r["status"] for r in doc["res"]} == {"succeeded"}
+    assert doc["finished_at"] > doc["created_at"] and doc["slot"] == int(created.timestamp())
 
 
 def test_prefill_times_are_oldest_first_within_the_hour_before_the_end() -> None:
@@ -856,11 +857,13 @@ def test_prefill_batches_hold_every_document_once() -> None:
     assert len(set(ids)) == 2500
 
 
-def test_prefill_ids_are_hex_and_never_a_uuid4() -> None:
-    ids = [prefill.prefill_id(n) for n in (0, 1, 999_999)]
+def test_prefill_ids_are_time_ordered_like_real_ones_and_never_a_uuid4() -> None:
+    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    ids = [prefill.prefill_id(n, at + timedelta(milliseconds=n)) for n in (0, 1, 999_999)]
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
-    assert all(i[12] != "4" for i in ids)  # a uuid4's version digit
-    assert len(set(ids)) == 3
+    assert all(i[12] == "7" for i in ids)  # a UUIDv7's version digit, not a uuid4's
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert job_created_at(ids[1]) == at + timedelta(milliseconds=1)
 
 
 def test_a_phase_is_tagged_with_its_accepted_jobs_and_their_size() -> None:
@@ -900,13 +903,15 @@ class FakeClient:
 
 
 async def test_prefill_stores_every_document_and_counts_those_already_there() -> None:
-    # Given a collection that already holds the first 300 synthetic jobs
-    jobs = FakeJobs({prefill.prefill_id(n) for n in range(300)})
+    # Given a collection that already holds the first 300 synthetic jobs of a prefill
+    end = datetime(2026, 1, 2, tzinfo=UTC)
+    times = list(prefill.creation_times(2500, end))
+    jobs = FakeJobs({prefill.prefill_id(n, times[n]) for n in range(300)})
     client = FakeClient(jobs)
 
-    # When 2,500 are prefilled in batches of 1,000
+    # When the same 2,500 are prefilled in batches of 1,000
     result = await prefill.prefill(
-        "mongodb://x", "db", 2500, batch_size=1000, connect=lambda *a, **k: client
+        "mongodb://x", "db", 2500, batch_size=1000, connect=lambda *a, **k: client, end=end
     )
 
     # Then all 2,500 are there, 2,200 of them new, and the client is closed

@@ -145,26 +145,29 @@ async def test_late_results_of_a_deleted_job_do_not_resurrect_it(
     assert counter(metrics, "results_ignored") == 1
 
 
-async def test_a_deletion_in_the_middle_of_a_batch_drops_that_jobs_results_only(
-    repository: MemoryRepository, writer: ResultWriter
+async def test_a_deletion_in_the_middle_of_a_batch_keeps_none_of_that_jobs_results(
+    repository: MemoryRepository, table: dict, metrics: Metrics
 ) -> None:
-    # Given two jobs, and the first is deleted after the batch's results are inserted
+    # Given two jobs, and the first is deleted while the batch is being stored
     await repository.create_job(JOB, ["1", "2"])
     await repository.create_job(OTHER, ["1"])
-    original = repository.record_results
+    original = repository.store_results
 
-    async def insert_then_delete(results: Any) -> int:
-        inserted = await original(results)
+    async def delete_then_store(results: Any, progress: Any) -> Any:
         await repository.delete_job(JOB)
-        return inserted
+        return await original(results, progress)
 
-    repository.record_results = insert_then_delete  # type: ignore[method-assign]
+    repository.store_results = delete_then_store  # type: ignore[method-assign]
+    changes: list = []
+    writer = ResultWriter(repository, table, metrics, changes.extend)
 
     # When the batch carrying results of both is applied
     await writer.apply([ok(JOB, 1, 2), ok(OTHER, 1, 1)])
 
-    # Then the deleted job's just-inserted results are dropped and the other job completes
+    # Then nothing of the deleted job is stored, watchers hear it was deleted, the other completes
     assert repository.stored_results(JOB) == {}
+    assert JOB.encode() not in table
+    assert {c.job_id: c.status for c in changes} == {JOB: "deleted", OTHER: "completed"}
     assert (await repository.get_job(OTHER)).status == "completed"
 
 
@@ -187,8 +190,8 @@ async def test_a_storage_error_mid_batch_leaves_the_table_untouched_and_the_retr
     repository: MemoryRepository, writer: ResultWriter, table: dict
 ) -> None:
     await repository.create_job(JOB, ["1", "2"])
-    # When the results are inserted but the progress update fails
-    repository.fail("save_progress", StorageError("connection reset"))
+    # When the results are stored but the progress update fails
+    repository.fail("store_results:progress", StorageError("connection reset"))
     with pytest.raises(StorageError):
         await writer.apply([ok(JOB, 1, 2), ok(JOB, 2, 2)])
     assert table == {}
@@ -204,7 +207,7 @@ async def test_an_outage_is_waited_out_however_long_it_lasts(
 ) -> None:
     await repository.create_job(JOB, ["1"])
     outage = [StorageError("unreachable", transient=True)] * (PARKING_REFUSALS * 5)
-    repository.fail("record_results", *outage)
+    repository.fail("store_results", *outage)
     parked = Parked()
 
     await store_batch(writer, [received(ok(JOB, 1, 1))], parked, metrics)
@@ -221,13 +224,13 @@ async def test_a_refused_job_is_parked_and_the_rest_of_the_batch_is_stored(
     await repository.create_job(OTHER, ["1"])
     refusal = StorageError("extended protocol limited to 65535 parameters", transient=False)
 
-    async def refuse_job(results: Any) -> int:
+    async def refuse_job(results: Any, progress: Any) -> Any:
         if any(r.job_id == JOB for r in results):
             raise refusal
-        return await original_record(results)
+        return await original_store(results, progress)
 
-    original_record = repository.record_results
-    repository.record_results = refuse_job  # type: ignore[method-assign]
+    original_store = repository.store_results
+    repository.store_results = refuse_job  # type: ignore[method-assign]
     first, second = received(ok(JOB, 1, 1)), received(ok(OTHER, 1, 1))
     parked = Parked()
 
@@ -246,7 +249,7 @@ async def test_a_bug_in_storing_is_retried_then_parked_never_raised(
     repository: MemoryRepository, writer: ResultWriter, metrics: Metrics
 ) -> None:
     await repository.create_job(JOB, ["1"])
-    repository.fail("record_results", *[KeyError("boom")] * (2 * PARKING_REFUSALS))
+    repository.fail("store_results", *[KeyError("boom")] * (2 * PARKING_REFUSALS))
     parked = Parked()
 
     await store_batch(writer, [received(ok(JOB, 1, 1))], parked, metrics)

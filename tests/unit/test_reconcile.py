@@ -12,7 +12,7 @@ from jobstream.errors import NotFound, StorageError
 from jobstream.memory import MemoryRepository
 from jobstream.models import OperationResult, decode_requests, decode_results
 from jobstream.settings import Settings
-from jobstream.storage import utcnow
+from jobstream.storage import Progress, utcnow
 from jobstream.telemetry import Metrics
 
 JOB = "c" * 32
@@ -54,7 +54,7 @@ async def test_a_stalled_job_has_only_its_pending_operations_published_again(
 ) -> None:
     # Given a job whose first operation has a result and whose counters stopped moving long ago
     await repository.create_job(JOB, ["1", "2", "3"])
-    await repository.record_results([OperationResult(JOB, 1, 3, "succeeded", result="1")])
+    await repository.store_results([OperationResult(JOB, 1, 3, "succeeded", result="1")], [])
     repository.backdate(JOB, utcnow() - LONG_AGO)
 
     # When reconciliation runs
@@ -90,11 +90,12 @@ async def test_a_job_whose_results_are_all_stored_is_completed_from_them(
 ) -> None:
     # Given every result stored but the completing update lost (a crashed worker's table)
     await repository.create_job(JOB, ["1", "1/0"])
-    await repository.record_results(
+    await repository.store_results(
         [
             OperationResult(JOB, 1, 2, "succeeded", result="1"),
             OperationResult(JOB, 2, 2, "failed", error="division by zero"),
-        ]
+        ],
+        [],
     )
     repository.backdate(JOB, utcnow() - LONG_AGO)
 
@@ -138,3 +139,47 @@ async def test_a_retried_delete_finishes_what_a_failed_one_started(
     await repository.delete_job(JOB)
 
     assert await repository.unfinished_deletions(utcnow() + LONG_AGO, 10) == []
+
+
+async def test_completed_jobs_past_the_retention_period_are_deleted_and_counted(
+    repository: MemoryRepository, topics: FakeTopics
+) -> None:
+    # Given a retention of one hour, a job completed two hours ago, one just now, one running
+    metrics = Metrics.create()
+    reconciler = Reconciler(repository, topics, Settings(retention=3600), metrics)  # type: ignore[arg-type]
+    old, recent, running = "1" * 32, "2" * 32, "3" * 32
+    for job_id in (old, recent, running):
+        await repository.create_job(job_id, ["1"])
+    for job_id in (old, recent):
+        await repository.store_results(
+            [OperationResult(job_id, 1, 1, "succeeded", result="1")],
+            [Progress(job_id, 1, 0, complete=True)],
+        )
+    repository.backdate(old, utcnow() - timedelta(hours=2))
+    repository.backdate(running, utcnow() - timedelta(hours=2))
+
+    # When the sweep runs
+    assert await reconciler.sweep_expired() == 1
+
+    # Then only the old completed job is gone, and the metric says so
+    with pytest.raises(NotFound):
+        await repository.get_job(old)
+    assert (await repository.get_job(recent)).status == "completed"
+    assert (await repository.get_job(running)).status == "in_progress"
+    assert metrics.registry.get_sample_value("jobs_expired_total") == 1
+
+
+async def test_a_retention_of_zero_keeps_every_job(
+    repository: MemoryRepository, topics: FakeTopics
+) -> None:
+    reconciler = Reconciler(repository, topics, Settings(retention=0), Metrics.create())  # type: ignore[arg-type]
+    await repository.create_job(JOB, ["1"])
+    await repository.store_results(
+        [OperationResult(JOB, 1, 1, "succeeded", result="1")], [Progress(JOB, 1, 0, True)]
+    )
+    repository.backdate(JOB, utcnow() - timedelta(days=3650))
+
+    await reconciler.run_once()
+
+    assert repository.calls["expired_jobs"] == 0
+    assert (await repository.get_job(JOB)).status == "completed"
