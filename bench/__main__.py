@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from pymongo.errors import PyMongoError
 
-from bench import load, pgstat, prefill, profile, raw_limit, report, storage_limit
+from bench import load, pgstat, prefill, profile, raw_limit, report, storage_limit, watchers
 from bench.lag import LagProbe
 from bench.stack import ROOT, Stack, check_health
 from jobstream.settings import Settings
@@ -65,6 +65,11 @@ class Plan:
     listing_requests: int = 200  # first jobs page, one request after the other
     prefill_documents: int = 1_000_000  # 0: no prefilled run
     prefill_budget_seconds: float = 300
+    watch_clients: int = 20  # watchers of the watched job (half streams, half ?wait=)
+    watch_seconds: float = 20  # small-job load per half (once without, once with watchers)
+    watch_load: float = 1.25  # offered load per half, as a share of the sustained throughput
+    watch_fallback_ops: float = 1000  # offered ops/s when the throughput section did not run
+    watched_operations: int = 10_000  # the job the watchers wait on, submitted as each half starts
 
 
 FULL = Plan(
@@ -110,6 +115,8 @@ QUICK = Plan(
     storage_passes=1,
     listing_requests=100,
     prefill_documents=0,
+    watch_seconds=8,
+    watched_operations=3_000,
 )
 
 
@@ -258,6 +265,33 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
                         )
                     )
                     save()
+
+            if "watchers" in args.sections:
+                sustained = (results.get("throughput") or {}).get("sustained")
+                offered = plan.watch_load * sustained if sustained else plan.watch_fallback_ops
+                if not sustained:
+                    notes.append(
+                        f"watchers: no sustained throughput measured; offered "
+                        f"{plan.watch_fallback_ops:g} ops/s"
+                    )
+                log.info(
+                    "watchers: %g s of %.0f ops/s without, then with %d watchers",
+                    plan.watch_seconds,
+                    offered,
+                    plan.watch_clients,
+                )
+                results["watchers"] = await watchers.with_and_without(
+                    stack,
+                    phases,
+                    clients=plan.watch_clients,
+                    operations_per_job=plan.ops_per_job,
+                    offered_ops_per_second=offered,
+                    seconds=plan.watch_seconds,
+                    watched_operations=plan.watched_operations,
+                    drain_timeout=plan.drain_timeout,
+                    offered_share=plan.watch_load if sustained else None,
+                )
+                save()
 
             if "latency" in args.sections:
                 results["latency"] = await load.latency_sweep(
@@ -422,8 +456,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
         "--sections",
-        default="raw,storage,throughput,latency,big,listing,prefill",
-        help="comma-separated subset of raw,storage,throughput,latency,big,listing,prefill",
+        default="raw,storage,throughput,watchers,latency,big,listing,prefill",
+        help="comma-separated subset of raw,storage,throughput,watchers,latency,big,listing,"
+        "prefill",
     )
     parser.add_argument(
         "--prefill",

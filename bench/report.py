@@ -26,6 +26,8 @@ RSS_LIMIT_MB = 250.0
 PREFILL_DOCUMENTS = 1_000_000
 PREFILLED_SHARE = 0.90
 FIRST_PAGE_P99_MS = 50.0
+#: Issue 13: small jobs' throughput with watchers, as a share of it without them (same run).
+WATCHED_SHARE = 1.0
 
 DASH = "\u2013"
 
@@ -134,6 +136,7 @@ COMMANDS = "mongo_commands_total"
 DOCUMENTS = "mongo_documents_written_total"
 WRITE_COMMANDS = frozenset({"insert", "update", "delete", "findAndModify", "bulkWrite"})
 API_READ = "api-read"  # jobstream.dbmetrics.API_READ (the report imports nothing of jobstream)
+WATCH_READ = "api-watch"  # jobstream.dbmetrics.WATCH_READ: reads of event streams and waits
 
 
 def parse_key(key: str) -> tuple[str, dict[str, str]]:
@@ -146,7 +149,8 @@ def parse_key(key: str) -> tuple[str, dict[str, str]]:
 def phase_db_work(phase: dict[str, Any]) -> dict[str, Any] | None:
     """Database commands and documents written in a phase, over every worker (None: no counters).
 
-    `commands` leaves out the API's reads (origin `api-read`), counted apart in `api_reads`.
+    `commands` leaves out the API's reads (origin `api-read`, and `api-watch` for event streams
+    and waits), counted apart in `api_reads`.
     """
     work: dict[str, Any] = {
         "commands": 0.0,
@@ -167,7 +171,7 @@ def phase_db_work(phase: dict[str, Any]) -> dict[str, Any] | None:
                 seen = True
                 if labels.get("outcome") == "failed":
                     work["failed"] += value
-                if labels.get("origin") == API_READ:
+                if labels.get("origin") in (API_READ, WATCH_READ):
                     work["api_reads"] += value
                     continue
                 command = labels.get("command", "?")
@@ -380,6 +384,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
 
+    targets.extend(watcher_targets(results))
+
     workers = worker_processes(results)
     peak = max((w.get("peak_rss_mb") or 0.0 for w in workers), default=None)
     worst = max(workers, key=lambda w: w.get("peak_rss_mb") or 0.0)["name"] if workers else None
@@ -393,7 +399,127 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
+def watcher_halves(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The watchers section's run without and its run with watchers, if both ran."""
+    halves = [h for h in (results.get("watchers") or {}).get("halves") or [] if h.get("load")]
+    without = next((h for h in halves if not h.get("watchers")), None)
+    watched = next((h for h in halves if h.get("watchers")), None)
+    return None if without is None or watched is None else (without, watched)
+
+
+def watcher_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 13: watchers cost no database read beyond each watch's first state, and no
+    throughput (same run)."""
+    section = results.get("watchers") or {}
+    halves = watcher_halves(results)
+    clients = section.get("clients", "?")
+    if halves is None:
+        return [
+            {
+                "target": f"{clients} watchers: no database read beyond each watch's first state",
+                "measured": "not run",
+                "ok": None,
+            },
+            {
+                "target": "small jobs' throughput with watchers not lower than without",
+                "measured": "not run",
+                "ok": None,
+            },
+        ]
+    without, watched = halves
+    db, seen = watched.get("db") or {}, watched.get("watch") or {}
+    beyond = db.get("job_reads_beyond_first_state")
+    share = section.get("ratio")
+    return [
+        {
+            "target": f"{clients} watchers (event streams, `?wait=`, `/api/events`) during load: "
+            "no database read beyond each watch's first state",
+            "measured": f"{fmt(db.get('job_reads'), 0)} jobs read "
+            f"({fmt(db.get('commands'), 0)} commands, origin `api-watch`) for "
+            f"{fmt(seen.get('watches'))} watches: {fmt(beyond, 0)} beyond the first state",
+            "ok": None if beyond is None else beyond <= 0,
+        },
+        {
+            "target": "small jobs' throughput with those watchers not lower than without "
+            "(same run)",
+            "measured": f"{fmt(watched['load'].get('completed_ops_per_s'), 0)} vs "
+            f"{fmt(without['load'].get('completed_ops_per_s'), 0)} ops/s = {pct(share, 1)}",
+            "ok": None if share is None else share >= WATCHED_SHARE,
+        },
+    ]
+
+
 # --- sections --------------------------------------------------------------------------------
+
+
+def _watchers(results: dict[str, Any]) -> str:
+    section = results.get("watchers") or {}
+    halves = watcher_halves(results)
+    if halves is None:
+        return "_not run_"
+    rows = []
+    for h in halves:
+        load, seen, db = h["load"], h.get("watch") or {}, h.get("db") or {}
+        job = h.get("watched_job") or {}
+        ends = ", ".join(f"{k} {v}" for k, v in sorted((seen.get("stream_ends") or {}).items()))
+        rows.append(
+            (
+                fmt(h.get("watchers")),
+                fmt(load.get("offered_ops_per_s"), 0),
+                fmt(load.get("completed_ops_per_s"), 0),
+                fmt(load.get("steady_ops_per_s"), 0),
+                f"{load.get('completed', 0):,}/{load.get('accepted', 0):,}"
+                + ("" if h.get("drained", True) else " ⚠"),
+                fmt((load.get("latency_ms") or {}).get("p99"), 0),
+                DASH if not job.get("completed") else f"{fmt(job.get('seconds'), 1)} s",
+                f"{fmt(seen.get('streams'))} ({ends or DASH})" if h.get("watchers") else DASH,
+                f"{fmt(seen.get('waits'))} ({fmt(seen.get('waits_completed'))} completed)"
+                if h.get("watchers")
+                else DASH,
+                fmt(seen.get("followed_events")) if h.get("watchers") else DASH,
+                fmt(db.get("job_reads"), 0),
+                fmt(db.get("commands"), 0),
+                fmt(db.get("job_reads_beyond_first_state"), 0),
+                fmt(seen.get("errors")),
+            )
+        )
+    head = (
+        "watchers",
+        "offered ops/s",
+        "completed ops/s",
+        "steady ops/s",
+        "jobs done",
+        "job p99 ms",
+        "watched job done in",
+        "streams (last status)",
+        "waits",
+        "`/api/events` job events",
+        "jobs read by watchers",
+        "their DB commands",
+        "reads beyond first state",
+        "watcher errors",
+    )
+    share = section.get("offered_share")
+    offered = (
+        f"{pct(share)} of the sustained throughput, so *completed* is about its capacity"
+        if share
+        else "the sustained throughput was not measured"
+    )
+    return (
+        f"The small-job load ({section.get('operations_per_job')}-op jobs, "
+        f"{fmt(section.get('offered_ops_per_s'), 0)} ops/s offered for "
+        f"{fmt(section.get('seconds'), 0)} s: {offered}) ran twice in a row beside one job of "
+        f"{fmt(section.get('watched_operations'))} operations submitted as each run starts: "
+        f"first with nobody watching, then with {section.get('clients')} clients waiting for "
+        "that job to complete (half on `GET /api/jobs/{id}/events`, half with `?wait=60`, over "
+        "the three client APIs) and one `GET /api/events` follower. *Jobs read by watchers* is "
+        "`job_watcher_reads_total`, *their DB commands* "
+        '`mongo_commands_total{origin="api-watch"}`, both from the workers\' /metrics; each '
+        "stream opened and each wait answered reads its first state once, so *beyond first "
+        "state* = jobs read minus watches. With watchers / "
+        f"without: **{pct(section.get('ratio'), 1)}** (one pair, in order; on this machine "
+        "runs of the same load differ by several per cent).\n\n" + table(head, rows)
+    )
 
 
 def _facts(meta: dict[str, Any]) -> str:
@@ -487,6 +613,20 @@ def _main_table(results: dict[str, Any]) -> str:
         (
             "small jobs on the prefilled database / on the empty one",
             pct(prefilled_ratio(results)),
+        ),
+        (
+            f"small jobs with {(results.get('watchers') or {}).get('clients', '?')} watchers / "
+            "without (same run)",
+            pct((results.get("watchers") or {}).get("ratio"), 1),
+        ),
+        (
+            "database reads by watchers beyond each watch's first state",
+            fmt(
+                ((watcher_halves(results) or ({}, {}))[1].get("db") or {}).get(
+                    "job_reads_beyond_first_state"
+                ),
+                0,
+            ),
         ),
         (
             "peak RSS, largest worker",
@@ -1287,6 +1427,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "## Observations\n\n" + ("\n".join(f"- {o}" for o in observations(results)) or "_none_"),
         "## Small jobs against both limits\n\n" + _limits(results),
         "## Throughput vs offered load\n\n" + _throughput(results) + "\n" + charts,
+        "## Watchers during load\n\n" + _watchers(results),
         "## The limit: raw two-hop pipeline on the same cluster\n\n" + _raw(results),
         "## The storage limit: a bare PyMongo client on the same database\n\n" + _storage(results),
         "## Database work per job\n\n" + _db_work(results),

@@ -35,6 +35,10 @@ COUNTERS = (
     "mongo_write_errors_total",
     "mongo_command_duration_seconds_sum",
     "mongo_command_duration_seconds_count",
+    # jobstream.jobfeed: jobs read by event streams and waits, and the job events themselves
+    "job_watcher_reads_total",
+    "job_events_published_total",
+    "job_events_received_total",
 )
 
 

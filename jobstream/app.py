@@ -174,13 +174,14 @@ def create_app(
     }
     register_health(app, settings, metrics, checks)
     table = create_progress_table(app, settings)
-    feed = register_job_feed(app, settings, metrics)  # feed.publisher: job events of persisting
-    register_persist(
-        app, topics, settings, repository, table, metrics, feed.publisher.publish_nowait
-    )
+    feed = register_job_feed(app, settings, metrics)
+    # Job events: persisting (progress, completion), reconciliation (completion) and the API
+    # (deletion) hand their changes to the one publisher, which never waits.
+    publish = feed.publisher.publish_nowait
+    register_persist(app, topics, settings, repository, table, metrics, publish)
     register_watchdog(app, settings.response_topic, metrics)
-    register_reconcile(app, topics, settings, repository, metrics)
-    register_job_views(app, settings, repository, topics, metrics)
+    register_reconcile(app, topics, settings, repository, metrics, publish)
+    register_job_views(app, settings, repository, topics, metrics, publish)
     register_openapi(app, settings, metrics)
     register_event_views(app, settings, repository, feed, metrics)
     register_dashboard(app, metrics)

@@ -50,6 +50,10 @@ DEFAULT_ORIGIN = "worker"
 #: of a job's cost (a job's cost is what it takes to store and complete it, not how often it is
 #: looked at).
 API_READ = "api-read"
+#: The origin of the reads of event streams and waiting requests (`jobstream.views.watch`): the
+#: first state of each watch, and the end of a wait that heard no news. Apart from API_READ, so
+#: that what watchers cost the database can be told from polling.
+WATCH_READ = "api-watch"
 
 _origin: ContextVar[str] = ContextVar("jobstream_mongo_origin", default=DEFAULT_ORIGIN)
 

@@ -80,6 +80,11 @@ class JobChange:
         return replace(self, created_at=earlier.created_at)
 
     @classmethod
+    def deletion(cls, job_id: str, at: datetime) -> JobChange:
+        """A job's deletion as the API that deleted it tells it (its counters are gone: zeros)."""
+        return cls(job_id=job_id, total=0, succeeded=0, failed=0, status="deleted", at=at)
+
+    @classmethod
     def of(cls, job: Job, at: datetime | None = None) -> JobChange:
         """The state of a job as read from storage (a cancelled job counts as deleted)."""
         status: ChangeStatus = "deleted" if job.status == "cancelled" else job.status

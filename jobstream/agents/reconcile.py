@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 import faust
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import NotFound, StorageError
+from jobstream.jobevents import JobChange
 from jobstream.models import (
     Job,
     Operation,
@@ -45,12 +47,19 @@ class Reconciler:
     """One reconciliation pass at a time; see the module docstring."""
 
     def __init__(
-        self, repository: Repository, topics: Topics, settings: Settings, metrics: Metrics
+        self,
+        repository: Repository,
+        topics: Topics,
+        settings: Settings,
+        metrics: Metrics,
+        on_changes: Callable[[list[JobChange]], None] | None = None,
     ) -> None:
         self._repository = repository
         self._topics = topics
         self._settings = settings
         self._metrics = metrics
+        #: Told of each job this pass completes from its results (never waits), like persisting's.
+        self._on_changes = on_changes
 
     async def run_once(self) -> int:
         """Reconcile stalled jobs; returns how many operations were published again."""
@@ -85,9 +94,25 @@ class Reconciler:
         if not pending:
             outcomes = await self._repository.count_outcomes(job)
             log.warning("reconciliation finished job %s from its results", job.id)
-            await self._repository.store_results(
+            saved = await self._repository.store_results(
                 [], [Progress(job.id, outcomes.succeeded, outcomes.failed, complete=True)]
             )
+            # absent: deleted or completed meanwhile
+            if job.id in saved.completed and self._on_changes is not None:
+                self._on_changes(
+                    [
+                        JobChange(
+                            job.id,
+                            job.total,
+                            outcomes.succeeded,
+                            outcomes.failed,
+                            "completed",
+                            saved.at,
+                            created_at=job.created_at,
+                            finished_at=saved.at,
+                        )
+                    ]
+                )
             return 0
         attempt = await self._repository.note_reconciled(job.id)
         if attempt == 0:
@@ -128,9 +153,10 @@ def register_reconcile(
     settings: Settings,
     repository: Repository,
     metrics: Metrics,
+    on_changes: Callable[[list[JobChange]], None] | None = None,
 ) -> Reconciler:
-    """Register the leader-only reconciliation timer."""
-    reconciler = Reconciler(repository, topics, settings, metrics)
+    """Register the leader-only reconciliation timer (`on_changes`: jobs it completes)."""
+    reconciler = Reconciler(repository, topics, settings, metrics, on_changes)
 
     @app.timer(interval=settings.reconcile_interval, on_leader=True, name="reconcile")
     async def reconcile() -> None:

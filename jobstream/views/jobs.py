@@ -6,6 +6,8 @@ import asyncio
 import functools
 import logging
 import re
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -13,6 +15,7 @@ from aiohttp import web as aioweb
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
+from jobstream.jobevents import JobChange
 from jobstream.models import OperationRequest, OperationStatus, new_job_id, request_messages
 from jobstream.settings import Settings
 from jobstream.storage import Repository
@@ -132,8 +135,9 @@ def register_job_views(
     repository: Repository,
     topics: Topics,
     metrics: Metrics,
+    on_changes: Callable[[list[JobChange]], None] | None = None,
 ) -> None:
-    """Register `/api/jobs` and the routes below it."""
+    """Register `/api/jobs` and the routes below it; `on_changes` is told of each deletion."""
     limits = SubmissionLimits(
         max_body_bytes=settings.max_body_bytes,
         max_line_length=settings.max_line_length,
@@ -233,7 +237,12 @@ def register_job_views(
             return aioweb.json_response(job.to_json())
 
         async def delete(self, request: aioweb.Request, job_id: str) -> aioweb.Response:
-            await repository.delete_job(job_id_from(job_id))
+            job_id = job_id_from(job_id)
+            await repository.delete_job(job_id)
+            if on_changes is not None:
+                # Watchers end on it; without it they learn of the deletion only from a result
+                # arriving after it, and never when none does.
+                on_changes([JobChange.deletion(job_id, datetime.now(UTC))])
             return aioweb.Response(status=204)
 
     @app.page("/api/jobs/{job_id}/operations")

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from aiohttp import web as aioweb
 
+from jobstream.dbmetrics import WATCH_READ, origin
 from jobstream.errors import InvalidJob, NotFound
 from jobstream.jobevents import JobChange, JobEventHub, Subscription
 from jobstream.jobfeed import EventMetrics
@@ -214,9 +215,11 @@ class Watch:
         )
 
     async def _read(self, job_id: str, kind: Kind) -> Job:
-        """The job from storage, counted (watchers read it at their start and end only)."""
+        """The job from storage, counted (watchers read it at their start and end only), its
+        database commands labelled origin=api-watch."""
         self._metrics.reads.labels(kind).inc()
-        return await self._jobs.get_job(job_id)
+        with origin(WATCH_READ):
+            return await self._jobs.get_job(job_id)
 
     async def stream(self, request: aioweb.Request, job_id: str | None) -> aioweb.StreamResponse:
         """An event stream of one job (its state first) or of every job."""

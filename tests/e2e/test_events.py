@@ -7,6 +7,7 @@ agent publishes job events (`JobEventPublisher.publish` after each stored batch)
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import uuid
@@ -27,7 +28,9 @@ from hypothesis import HealthCheck, settings
 from test_jobs import generated_job
 
 from jobstream.jobevents import JobChange
+from jobstream.models import OperationResult
 from jobstream.settings import Settings
+from jobstream.storage import MongoRepository
 from jobstream.views.openapi import openapi_document
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -136,7 +139,6 @@ async def test_stream_follows_a_job_to_completion(stack: Stack) -> None:
 
 
 async def test_stream_of_a_job_deleted_meanwhile_ends_with_deleted(stack: Stack) -> None:
-    # needs the persisting agent's events
     body, _ = generated_job(30_000, seed=30_000)
     job_id = await stack.submit(body)
     async with stream(stack, f"/api/jobs/{job_id}/events", base=stack.client(1)) as events:
@@ -145,9 +147,81 @@ async def test_stream_of_a_job_deleted_meanwhile_ends_with_deleted(stack: Stack)
         # When the job is deleted while it runs
         status, _, _ = await stack.request("DELETE", f"/api/jobs/{job_id}")
         assert status == 204
-        # Then the stream says so and ends
+        deleted = time.monotonic()
+        # Then the stream says so and ends, soon after the deletion answered
         states = await events.job_states(timeout=60)
+        ended = time.monotonic() - deleted
     assert states and states[-1]["status"] == "deleted", states[-1:] or "nothing after the first"
+    assert ended < 10, f"the stream ended {ended:.1f} s after the deletion"
+
+
+@asynccontextmanager
+async def repository(mongo_url: str) -> AsyncIterator[MongoRepository]:
+    """The workers' database, for jobs stored without going through the API."""
+    database = os.environ.get("JOBSTREAM_MONGO_DATABASE", "jobstream")
+    repo = MongoRepository.connect(mongo_url, database)
+    try:
+        yield repo
+    finally:
+        await repo.close()
+
+
+async def test_watchers_of_a_job_that_no_result_will_reach_end_when_it_is_deleted(
+    stack: Stack, mongo_url: str
+) -> None:
+    # Given a job stored but not published (no result will ever tell persisting of its deletion;
+    # reconciliation would publish it only after JOBSTREAM_RECONCILE_AFTER, 6 s here)
+    job_id = uuid.uuid4().hex
+    async with repository(mongo_url) as repo:
+        await repo.create_job(job_id, ["1 + 1", "2 + 2"])
+    # ... watched by a stream on one client worker and a 30 s wait on another
+    async with stream(stack, f"/api/jobs/{job_id}/events", base=stack.client(1)) as events:
+        first = await events.next()
+        assert first is not None and first[1]["status"] == "in_progress"
+        waits = await metric(stack.client(2), "job_watchers", kind="wait")
+        waiting = asyncio.ensure_future(
+            stack.request("GET", f"/api/jobs/{job_id}?wait=30", base=stack.client(2))
+        )
+
+        async def listening() -> bool:
+            return await metric(stack.client(2), "job_watchers", kind="wait") > waits
+
+        await eventually(listening, timeout=10, interval=0.05)
+        # When the job is deleted through a third
+        status, _, _ = await stack.request("DELETE", f"/api/jobs/{job_id}", base=stack.client(0))
+        assert status == 204
+        deleted = time.monotonic()
+        # Then the stream ends with the deletion, and the wait answers 404, both at once
+        states = await events.job_states(timeout=20)
+        ended = time.monotonic() - deleted
+        status, body, _ = await asyncio.wait_for(waiting, 20)
+        answered = time.monotonic() - deleted
+    assert [s["status"] for s in states] == ["deleted"]
+    assert ended < 5, f"the stream ended {ended:.1f} s after the deletion"
+    assert status == 404 and "deleted" in body["message"], (status, body)
+    assert answered < 5, f"the wait answered {answered:.1f} s after the deletion"
+
+
+async def test_stream_of_a_job_completed_by_reconciliation_ends_with_completed(
+    stack: Stack, mongo_url: str
+) -> None:
+    # Given a job whose results are all stored but whose completion was lost (a crashed worker's
+    # progress): only reconciliation completes it, JOBSTREAM_RECONCILE_AFTER (6 s) later
+    job_id = uuid.uuid4().hex
+    async with repository(mongo_url) as repo:
+        await repo.create_job(job_id, ["1 + 1", "1 / 0"])
+        await repo.record_results(
+            [
+                OperationResult(job_id, 1, 2, "succeeded", result="2"),
+                OperationResult(job_id, 2, 2, "failed", error="division by zero"),
+            ]
+        )
+    async with stream(stack, f"/api/jobs/{job_id}/events", base=stack.client(2)) as events:
+        # When reconciliation completes it, Then the stream says so and ends
+        states = await events.job_states(timeout=60)
+    assert [s["status"] for s in states] == ["in_progress", "completed"]
+    assert states[-1] == await stack.job(job_id)
+    assert states[-1]["operations"] == {"total": 2, "succeeded": 1, "failed": 1, "pending": 0}
 
 
 # --- every job's stream ---------------------------------------------------------------------------

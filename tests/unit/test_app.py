@@ -17,15 +17,18 @@ from typing import Any
 import faust
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from helpers import eventually
 
 from jobstream.app import create_app, faust_process_variables, faust_setting_variables
 from jobstream.errors import StorageError
+from jobstream.jobevents import JobChange, JobEventHub, JobEventPublisher
 from jobstream.memory import MemoryRepository
 from jobstream.names import PROGRESS_TABLE
 from jobstream.settings import Settings
 from jobstream.telemetry import Metrics
 from jobstream.views import health
 from jobstream.views.health import register_health
+from jobstream.views.watch import WATCH
 
 ROLES = ["client", "server"]
 
@@ -406,6 +409,114 @@ async def test_operation_id_of_another_job_is_not_found(
     response = await client.get(f"/api/jobs/{JOB_ID}/operations/{other}-1")
     assert response.status == 404
     assert (await client.get(f"/api/jobs/{JOB_ID}/operations/{JOB_ID}-1")).status == 200
+
+
+# --- deletions tell the job's watchers ----------------------------------------------------------
+
+
+class EventsTopic:
+    """Stands in for the job events topic: what the app publishes, handed back to its own hub
+    at once (as every client worker's follower would hand it)."""
+
+    def __init__(self) -> None:
+        self.published: list[JobChange] = []
+        self.hub: JobEventHub | None = None
+
+    def publish(self, changes: list[JobChange]) -> None:
+        self.published.extend(changes)
+        for change in changes:
+            if self.hub is not None:
+                self.hub.dispatch(change)
+
+
+@pytest.fixture
+def events_topic(monkeypatch: pytest.MonkeyPatch) -> EventsTopic:
+    topic = EventsTopic()
+    monkeypatch.setattr(
+        JobEventPublisher, "publish_nowait", lambda _self, changes: topic.publish(list(changes))
+    )
+    return topic
+
+
+def watched_client_app(events_topic: EventsTopic) -> tuple[faust.App, MemoryRepository]:
+    app, repository = build("client")
+    events_topic.hub = app.web.web_app[WATCH].hub
+    return app, repository
+
+
+async def test_deleting_a_job_publishes_its_deletion(
+    serve: Callable[[faust.App], Awaitable[TestClient]], events_topic: EventsTopic
+) -> None:
+    app, repository = watched_client_app(events_topic)
+    await repository.create_job(JOB_ID, ["1 + 1"])
+    client = await serve(app)
+
+    response = await client.delete(f"/api/jobs/{JOB_ID}")
+
+    assert response.status == 204
+    assert [(c.job_id, c.status) for c in events_topic.published] == [(JOB_ID, "deleted")]
+    assert events_topic.published[0].at.tzinfo is not None
+
+
+async def test_a_deletion_that_did_not_happen_publishes_nothing(
+    serve: Callable[[faust.App], Awaitable[TestClient]], events_topic: EventsTopic
+) -> None:
+    # Given a job the database fails to delete, and an id of no job
+    app, repository = watched_client_app(events_topic)
+    await repository.create_job(JOB_ID, ["1 + 1"])
+    repository.fail("delete_job:purge", StorageError("delete: connection reset"))
+    client = await serve(app)
+
+    # When both are deleted
+    cut_short = await client.delete(f"/api/jobs/{JOB_ID}")
+    unknown = await client.delete(f"/api/jobs/{'e' * 32}")
+
+    # Then neither deletion is announced (a retried DELETE that succeeds will be)
+    assert (cut_short.status, unknown.status) == (503, 404)
+    assert events_topic.published == []
+
+
+async def test_a_wait_on_a_job_deleted_meanwhile_answers_404_at_once(
+    serve: Callable[[faust.App], Awaitable[TestClient]], events_topic: EventsTopic
+) -> None:
+    # Given a client waiting up to 30 s for a job in progress
+    app, repository = watched_client_app(events_topic)
+    await repository.create_job(JOB_ID, ["1 + 1"])
+    client = await serve(app)
+    waiting = asyncio.ensure_future(client.get(f"/api/jobs/{JOB_ID}?wait=30"))
+    await eventually(lambda: events_topic.hub and events_topic.hub.subscriptions == 1, timeout=5)
+
+    # When the job is deleted
+    started = time.monotonic()
+    assert (await client.delete(f"/api/jobs/{JOB_ID}")).status == 204
+
+    # Then the wait answers now that the job is gone, not when its 30 s are over
+    response = await asyncio.wait_for(waiting, 5)
+    assert response.status == 404
+    assert "deleted" in (await response.json())["message"]
+    assert time.monotonic() - started < 5
+
+
+async def test_the_event_stream_of_a_job_deleted_meanwhile_ends_with_deleted(
+    serve: Callable[[faust.App], Awaitable[TestClient]], events_topic: EventsTopic
+) -> None:
+    # Given the event stream of a job in progress, its first state read
+    app, repository = watched_client_app(events_topic)
+    await repository.create_job(JOB_ID, ["1 + 1", "2 + 2"])
+    client = await serve(app)
+    response = await client.get(f"/api/jobs/{JOB_ID}/events")
+    assert response.status == 200
+    first = b""
+    while b'"in_progress"' not in first:
+        first += await asyncio.wait_for(response.content.readline(), 5)
+
+    # When the job is deleted
+    assert (await client.delete(f"/api/jobs/{JOB_ID}")).status == 204
+
+    # Then the stream sends its deletion and ends (no more than the deletion after the state)
+    rest = await asyncio.wait_for(response.content.read(), 5)
+    assert rest.count(b"event: job") == 1
+    assert b'"status":"deleted"' in rest
 
 
 # --- bounded requests -----------------------------------------------------------------------------

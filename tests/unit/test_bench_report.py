@@ -28,6 +28,7 @@ from bench.profile import package_of, top_frames  # noqa: E402
 from bench.raw_limit import message_sizes, steady_slope  # noqa: E402
 from bench.stack import counter_delta, parse_counters, total  # noqa: E402
 from bench.stats import percentile, rate, ratio, steady_rate, summarize  # noqa: E402
+from bench.watchers import watcher_db_reads  # noqa: E402
 
 # --- percentiles and ratios ------------------------------------------------------------------
 
@@ -360,6 +361,39 @@ def _docs(command: str) -> str:
     return f"mongo_documents_written_total{{command={command}}}"
 
 
+def _half(watchers: int, completed: float, reads: float) -> dict[str, Any]:
+    """One run of the watchers section (bench.watchers.half's shape)."""
+    return {
+        "phase": f"watchers: {watchers} during 2000 ops/s",
+        "watchers": watchers,
+        "load": {
+            "offered_ops_per_s": 2000.0,
+            "completed_ops_per_s": completed,
+            "steady_ops_per_s": completed,
+            "completed": 4000,
+            "accepted": 4000,
+            "latency_ms": {"p99": 900.0},
+        },
+        "drained": True,
+        "watched_job": {"operations": 10_000, "completed": True, "seconds": 12.5},
+        "watch": {
+            "streams": 10 if watchers else 0,
+            "stream_ends": {"completed": 10} if watchers else {},
+            "waits": 10 if watchers else 0,
+            "waits_completed": 10 if watchers else 0,
+            "watches": 20 if watchers else 0,
+            "followed_events": 5000 if watchers else 0,
+            "errors": 0,
+            "first_errors": [],
+        },
+        "db": {
+            "commands": reads,
+            "job_reads": reads,
+            "job_reads_beyond_first_state": max(reads - 20, 0.0) if watchers else None,
+        },
+    }
+
+
 RESULTS: dict[str, Any] = {
     "meta": {
         "date": "2026-01-02 03:04:05",
@@ -592,6 +626,19 @@ RESULTS: dict[str, Any] = {
             "items": 30,
         },
     },
+    "watchers": {
+        "clients": 20,
+        "operations_per_job": 10,
+        "offered_ops_per_s": 2000.0,
+        "offered_share": 1.25,
+        "seconds": 20,
+        "watched_operations": 10_000,
+        "halves": [
+            _half(0, 1560.0, reads=0.0),
+            _half(20, 1580.0, reads=20.0),
+        ],
+        "ratio": 1580.0 / 1560.0,
+    },
 }
 
 
@@ -600,7 +647,7 @@ def test_targets_from_a_fixed_result() -> None:
     targets = report.evaluate_targets(RESULTS)
 
     # Then every one is met, each with the figure it was judged on
-    assert [t["ok"] for t in targets] == [True] * 9
+    assert [t["ok"] for t in targets] == [True] * 11
     measured = [t["measured"] for t in targets]
     assert "32.0 %" in measured[0]  # 1600 / 5000
     assert "53.3 %" in measured[1]  # 1600 / 3000
@@ -610,6 +657,8 @@ def test_targets_from_a_fixed_result() -> None:
     assert "81 %" in measured[5]  # 1300 / 1600
     assert "95 %" in measured[6] and "1,000,000 documents" in measured[6]  # 1520 / 1600
     assert "p99 21.0 ms" in measured[7] and "8.0 ms" in measured[7]
+    assert "20 jobs read (20 commands, origin `api-watch`) for 20 watches: 0 beyond" in measured[8]
+    assert "1,580 vs 1,560 ops/s = 101.3 %" in measured[9]
 
 
 def test_throughput_ratio_is_jobstream_over_raw() -> None:
@@ -649,15 +698,18 @@ def test_targets_not_met_and_not_measured() -> None:
     results["prefilled"]["throughput"]["sustained"] = 1400.0  # 87.5 % of 1600
     results["prefilled"]["listing"]["latency_ms"]["p99"] = 80.0
     results["resources"]["processes"][0]["peak_rss_mb"] = 300.0
+    results["watchers"]["halves"][1] = _half(20, 1500.0, reads=23.0)  # 3 reads beyond
+    results["watchers"]["ratio"] = 1500.0 / 1560.0
 
     # Then none is met
-    assert [t["ok"] for t in report.evaluate_targets(results)] == [False] * 9
+    assert [t["ok"] for t in report.evaluate_targets(results)] == [False] * 11
 
     # And without the figures, none is measured
     for key in ("latency", "big_jobs", "resources", "raw_limit", "storage_limit", "phases"):
         del results[key]
     del results["prefilled"]
-    assert [t["ok"] for t in report.evaluate_targets(results)] == [None] * 9
+    del results["watchers"]
+    assert [t["ok"] for t in report.evaluate_targets(results)] == [None] * 11
 
 
 def test_big_job_target_needs_throughput_within_a_fifth_of_small_jobs() -> None:
@@ -759,8 +811,11 @@ def test_render_markdown_has_every_section_and_the_figures() -> None:
         "## The storage limit: a bare PyMongo client on the same database",
         "## Database work per job",
         "## Listing, and a prefilled database",
+        "## Watchers during load",
     ):
         assert heading in text
+    assert "| 20 | 2,000 | 1,580 | 1,580 | 4,000/4,000 | 900 | 12.5 s | 10 (completed 10) |" in text
+    assert "| small jobs with 20 watchers / without (same run) | 101.3 % |" in text
     assert "`abc1234`" in text
     assert "| 2,000 | 2,000 | 1,600 |" in text  # offered, submitted, completed
     assert "5,000 msg/s" in text
@@ -778,6 +833,33 @@ def test_render_markdown_has_every_section_and_the_figures() -> None:
         rows = [line for line in block.splitlines() if line.startswith("|")]
         if rows:
             assert len({row.count(" | ") for row in rows if "---" not in row}) == 1, block
+
+
+def test_watchers_database_reads_are_their_labelled_commands_and_job_reads() -> None:
+    # Given a phase's counter deltas: watchers' reads on two workers, and other API reads
+    counters = {
+        "client-1": {
+            _cmd("find", origin="api-watch"): 7.0,
+            _cmd("find", origin="api-read"): 40.0,
+            "job_watcher_reads_total{kind=stream}": 5.0,
+            "job_watcher_reads_total{kind=wait}": 2.0,
+        },
+        "client-2": {
+            _cmd("find", origin="api-watch"): 3.0,
+            "job_watcher_reads_total{kind=wait}": 3,
+        },
+        "server-1": {"operations_evaluated_total": 100.0},
+    }
+    # Then only the watchers' are counted
+    assert watcher_db_reads(counters) == {"commands": 10.0, "job_reads": 10.0}
+    assert watcher_db_reads({}) == {"commands": 0.0, "job_reads": 0.0}
+
+
+def test_watchers_reads_are_left_out_of_a_jobs_database_cost() -> None:
+    phase = {"counters": {"client-1": {_cmd("find", origin="api-watch"): 9.0, _cmd("insert"): 2}}}
+    work = report.phase_db_work(phase)
+    assert work is not None
+    assert (work["commands"], work["api_reads"]) == (2.0, 9.0)
 
 
 def test_render_markdown_of_an_empty_result_says_what_did_not_run() -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fakes import FakeTopics
 
 from jobstream.agents.reconcile import Reconciler
 from jobstream.errors import NotFound, StorageError
+from jobstream.jobevents import JobChange
 from jobstream.memory import MemoryRepository
-from jobstream.models import OperationResult, decode_requests, decode_results
+from jobstream.models import Job, OperationResult, decode_requests, decode_results
 from jobstream.settings import Settings
-from jobstream.storage import Progress, utcnow
+from jobstream.storage import Outcomes, Progress, utcnow
 from jobstream.telemetry import Metrics
 
 JOB = "c" * 32
@@ -85,10 +87,8 @@ async def test_after_the_maximum_attempts_pending_operations_fail_through_the_re
     assert "no result after 3 delivery attempts" in (results[0].error or "")
 
 
-async def test_a_job_whose_results_are_all_stored_is_completed_from_them(
-    repository: MemoryRepository, reconciler: Reconciler, topics: FakeTopics
-) -> None:
-    # Given every result stored but the completing update lost (a crashed worker's table)
+async def results_all_stored_but_not_completed(repository: MemoryRepository) -> None:
+    """A stalled job of two operations whose results are stored but whose completion was lost."""
     await repository.create_job(JOB, ["1", "1/0"])
     await repository.store_results(
         [
@@ -99,11 +99,102 @@ async def test_a_job_whose_results_are_all_stored_is_completed_from_them(
     )
     repository.backdate(JOB, utcnow() - LONG_AGO)
 
+
+async def test_a_job_whose_results_are_all_stored_is_completed_from_them(
+    repository: MemoryRepository, reconciler: Reconciler, topics: FakeTopics
+) -> None:
+    # Given every result stored but the completing update lost (a crashed worker's table)
+    await results_all_stored_but_not_completed(repository)
+
     await reconciler.run_once()
 
     job = await repository.get_job(JOB)
     assert (job.status, job.succeeded, job.failed) == ("completed", 1, 1)
     assert topics.requests.sent == []
+
+
+async def test_a_job_completed_from_its_results_is_published_as_completed(
+    repository: MemoryRepository, topics: FakeTopics
+) -> None:
+    # Given a listener of job changes, and a job whose completion was lost
+    changes: list[JobChange] = []
+    reconciler = Reconciler(
+        repository,
+        topics,  # type: ignore[arg-type]
+        SETTINGS,
+        Metrics.create(),
+        on_changes=changes.extend,
+    )
+    await results_all_stored_but_not_completed(repository)
+
+    # When reconciliation completes it
+    await reconciler.run_once()
+
+    # Then its watchers are told, with the counters and times the database stored
+    job = await repository.get_job(JOB)
+    assert changes == [
+        JobChange(
+            JOB,
+            2,
+            1,
+            1,
+            "completed",
+            job.finished_at,  # type: ignore[arg-type]
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+        )
+    ]
+    # ... once: the next pass finds nothing stalled
+    await reconciler.run_once()
+    assert len(changes) == 1
+
+
+class CompletedMeanwhile(MemoryRepository):
+    """A repository where a persisting worker completes the job while reconciliation counts."""
+
+    async def count_outcomes(self, job: Job) -> Outcomes:
+        outcomes = await super().count_outcomes(job)
+        await self.store_results([], [Progress(job.id, outcomes.succeeded, outcomes.failed, True)])
+        return outcomes
+
+
+async def test_a_job_completed_meanwhile_by_persisting_is_not_published_again(
+    topics: FakeTopics,
+) -> None:
+    repository = CompletedMeanwhile()
+    changes: list[Any] = []
+    reconciler = Reconciler(
+        repository,
+        topics,  # type: ignore[arg-type]
+        SETTINGS,
+        Metrics.create(),
+        on_changes=changes.extend,
+    )
+    await results_all_stored_but_not_completed(repository)
+
+    await reconciler.run_once()
+
+    # persisting told of that completion itself; reconciliation completed nothing
+    assert (await repository.get_job(JOB)).status == "completed"
+    assert changes == []
+
+
+async def test_republishing_pending_operations_publishes_no_change(
+    repository: MemoryRepository, topics: FakeTopics
+) -> None:
+    changes: list[Any] = []
+    reconciler = Reconciler(
+        repository,
+        topics,  # type: ignore[arg-type]
+        SETTINGS,
+        Metrics.create(),
+        on_changes=changes.extend,
+    )
+    await repository.create_job(JOB, ["1", "2"])
+    repository.backdate(JOB, utcnow() - LONG_AGO)
+
+    assert await reconciler.run_once() == 2
+    assert changes == []
 
 
 async def test_a_deletion_that_stopped_half_way_is_finished(

@@ -11,6 +11,7 @@ import pytest
 from helpers import eventually
 from prometheus_client import CollectorRegistry
 
+from jobstream.dbmetrics import DEFAULT_ORIGIN, WATCH_READ, current_origin
 from jobstream.errors import InvalidJob, NotFound
 from jobstream.jobevents import JobChange, JobEventHub
 from jobstream.jobfeed import EventMetrics
@@ -44,9 +45,12 @@ class Jobs:
     def __init__(self, *states: Job) -> None:
         self.states = list(states)
         self.reads = 0
+        #: The database-command origin of each read (jobstream.dbmetrics).
+        self.origins: list[str] = []
 
     async def get_job(self, job_id: str) -> Job:
         self.reads += 1
+        self.origins.append(current_origin())
         if not self.states or job_id != JOB:
             raise NotFound(f"job {job_id} not found")
         return self.states.pop(0) if len(self.states) > 1 else self.states[0]
@@ -221,6 +225,15 @@ async def test_wait_on_a_job_deleted_meanwhile_is_not_found() -> None:
     hub.dispatch(change(3, "deleted"))
     with pytest.raises(NotFound, match="deleted"):
         await asyncio.wait_for(waiting, 2)
+
+
+async def test_watchers_reads_carry_an_origin_of_their_own() -> None:
+    # the database counters tell what watchers cost from what polling costs
+    jobs = Jobs(job(10, status="completed"))
+    watch = watch_over(JobEventHub(), jobs)
+    await watch.until_completed(JOB, 60)
+    await watch.until_completed(JOB, 0)  # no wait: a plain read, labelled by the view
+    assert jobs.origins == [WATCH_READ, DEFAULT_ORIGIN]
 
 
 async def test_wait_of_an_unknown_job_is_not_found() -> None:
