@@ -728,6 +728,10 @@ class MongoRepository:
                 fields |= {"status": "completed", "finished_at": now}
             items = by_job.get(p.job_id, {}).get(0, [])
             job_writes.append(_Write(p.job_id, items, {"status": "in_progress"}, fields))
+        told = {p.job_id for p in progress}
+        for job_id, buckets in by_job.items():  # results without counters (not the agent's way)
+            if job_id not in told and buckets.get(0):
+                job_writes.append(_Write(job_id, buckets[0], {"status": "in_progress"}))
 
         stored = 0
         applied, _ = await self._apply(forms, self._chunks, chunk_writes)
