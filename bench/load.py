@@ -173,9 +173,11 @@ async def read_pages(stack: Stack, waiting: list[Submission], max_pages: int = 4
 
 
 def next_page_url(base: str, body: dict[str, Any], page: int, size: int) -> str:
-    """The URL of the page after `page`: the listing's own `next` link when it gives one (keyset
-    pagination: no skip), else page number + 1."""
+    """The URL of the page after `page`: by the listing's `next` cursor (keyset pagination: no
+    skip), or its `next` link, when it gives one, else by page number + 1."""
     link = body.get("next")
+    if isinstance(link, str) and len(link) == 32 and link.isalnum():
+        return f"{base}/api/jobs?cursor={link}&size={size}"
     if isinstance(link, str) and link.startswith("/"):
         return base + link
     if isinstance(link, str) and link.startswith(("http://", "https://")):

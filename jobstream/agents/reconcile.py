@@ -68,6 +68,7 @@ class Reconciler:
             log.warning("reconciliation finishes the deletion of job %s", job_id)
             with contextlib.suppress(NotFound):  # finished meanwhile
                 await self._repository.delete_job(job_id)
+                self._deleted(job_id)
         if self._settings.retention:
             await self.sweep_expired()
         republished = 0
@@ -77,6 +78,11 @@ class Reconciler:
             self._metrics.jobs_by_status.labels(status=status).set(count)
         return republished
 
+    def _deleted(self, job_id: str) -> None:
+        """Tell watchers a job is gone (they end on it)."""
+        if self._on_changes is not None:
+            self._on_changes([JobChange.deletion(job_id, utcnow())])
+
     async def sweep_expired(self) -> int:
         """Delete completed jobs older than the retention period; returns how many."""
         cutoff = utcnow() - timedelta(seconds=self._settings.retention)
@@ -84,6 +90,7 @@ class Reconciler:
         for job_id in expired:
             with contextlib.suppress(NotFound):  # deleted meanwhile
                 await self._repository.delete_job(job_id)
+                self._deleted(job_id)
         if expired:
             log.info("retention: deleted %d jobs completed before %s", len(expired), cutoff)
             self._metrics.jobs_expired.inc(len(expired))

@@ -98,13 +98,11 @@ def page_from(query: Any) -> tuple[int, int]:
 
 
 def cursor_from(query: Any) -> str | None:
-    """The optional `cursor` of the jobs listing (a previous page's `next`), validated; it cannot
-    be combined with `page`."""
+    """The optional `cursor` of the jobs listing (a previous page's `next`), validated; with one,
+    `page` is ignored."""
     raw = query.get("cursor")
     if raw is None:
         return None
-    if "page" in query:
-        raise InvalidJob("give either cursor or page, not both")
     if not JOB_ID.fullmatch(raw):
         raise InvalidJob(f"malformed cursor {raw[:64]!r}: use the 'next' of a previous page")
     return raw  # type: ignore[no-any-return]

@@ -194,8 +194,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "summary": "List jobs, newest first",
                     "description": (
                         "Page by `cursor` (the `next` of the previous page; cheap however many "
-                        "jobs are stored) or by `page` number, not both. `total` is approximate: "
-                        "it may count jobs being deleted."
+                        "jobs are stored) or by `page` number (ignored with a cursor). `total` is "
+                        "approximate: it may count jobs being deleted."
                     ),
                     "parameters": [*PAGE, CURSOR],
                     "responses": {

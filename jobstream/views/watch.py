@@ -70,9 +70,8 @@ STREAM_HEADERS = {
 
 
 def wait_seconds(raw: str) -> float:
-    """The `wait` query parameter: seconds, from 0 to MAX_WAIT_SECONDS (empty means 0)."""
-    if raw == "":
-        return 0.0
+    """The `wait` query parameter: seconds, from 0 to MAX_WAIT_SECONDS (given empty, it is
+    refused like any other non-number, as `?page=` is)."""
     value = float(raw) if WAIT.fullmatch(raw) else math.nan
     if not 0 <= value <= MAX_WAIT_SECONDS:  # also refuses nan
         raise InvalidJob(

@@ -71,7 +71,7 @@ async def test_with_tokens_no_api_request_without_one_reads_or_changes_anything(
     job_id = await stack.submit("1 + 1\n2 * 3\n")
     job = await stack.wait_completed(job_id)
     jobs_before = await database["jobs"].count_documents({})
-    operations_before = await database["operations"].count_documents({})
+    chunks_before = await database["chunks"].count_documents({})
     refused_before = [await count_401(port, anonymous) for port in CLIENT_PORTS]
 
     for port in CLIENT_PORTS:
@@ -88,7 +88,7 @@ async def test_with_tokens_no_api_request_without_one_reads_or_changes_anything(
 
     # ... nothing was stored or deleted: the job is as it was, with its operations
     assert await database["jobs"].count_documents({}) == jobs_before
-    assert await database["operations"].count_documents({}) == operations_before
+    assert await database["chunks"].count_documents({}) == chunks_before
     assert await stack.job(job_id) == job
     assert len(await stack.operations(job_id)) == 2
     # ... and every refusal was counted

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, settings
 from test_jobs import generated_job
 
 from jobstream.jobevents import JobChange
-from jobstream.models import OperationResult
+from jobstream.models import OperationResult, new_job_id
 from jobstream.settings import Settings
 from jobstream.storage import MongoRepository
 from jobstream.views.openapi import openapi_document
@@ -207,14 +207,15 @@ async def test_stream_of_a_job_completed_by_reconciliation_ends_with_completed(
 ) -> None:
     # Given a job whose results are all stored but whose completion was lost (a crashed worker's
     # progress): only reconciliation completes it, JOBSTREAM_RECONCILE_AFTER (6 s) later
-    job_id = uuid.uuid4().hex
+    job_id = new_job_id()
     async with repository(mongo_url) as repo:
         await repo.create_job(job_id, ["1 + 1", "1 / 0"])
-        await repo.record_results(
+        await repo.store_results(
             [
                 OperationResult(job_id, 1, 2, "succeeded", result="2"),
                 OperationResult(job_id, 2, 2, "failed", error="division by zero"),
-            ]
+            ],
+            [],
         )
     async with stream(stack, f"/api/jobs/{job_id}/events", base=stack.client(2)) as events:
         # When reconciliation completes it, Then the stream says so and ends

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,10 @@ def test_served_document_is_the_one_tested(stack: Stack) -> None:
 
 
 def test_schemathesis_with_every_check_reports_no_failure(stack: Stack, tmp_path: Path) -> None:
-    # Given the command a user would run against the served document, with every check
+    # Given a stack whose workers are all ready (an earlier test may have restarted one, and a
+    # worker answers /ready with its documented 503 while its group rebalances)
+    every_worker_ready()
+    # and the command a user would run against the served document, with every check
     command = [
         str(SCHEMATHESIS),
         "run",
@@ -81,6 +85,20 @@ def test_schemathesis_with_every_check_reports_no_failure(stack: Stack, tmp_path
     # Then it finds no failure and no error in any phase
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-12000:]
+
+
+def every_worker_ready(timeout: float = 90.0) -> None:
+    """Poll every worker's /ready until each answers 200 (a deadline, not a sleep)."""
+    deadline = time.monotonic() + timeout
+    for port in (8080, 8081, 8082, 8090, 8091, 8092):
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ready", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"the worker on port {port} is not ready"
+            time.sleep(0.2)
 
 
 #: Without a token the event streams would be answered, and never end: test_events.py reads them.

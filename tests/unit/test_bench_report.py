@@ -1050,6 +1050,7 @@ def test_a_skipped_prefilled_run_fails_both_targets_and_says_why() -> None:
     ("body", "expected"),
     [
         ({"items": []}, "http://h:1/api/jobs?page=3&size=100"),
+        ({"next": "0" * 31 + "a"}, f"http://h:1/api/jobs?cursor={'0' * 31}a&size=100"),
         ({"next": "/api/jobs?size=100&after=abc"}, "http://h:1/api/jobs?size=100&after=abc"),
         ({"next": "http://other:2/api/jobs?after=x"}, "http://other:2/api/jobs?after=x"),
         ({"next": None}, "http://h:1/api/jobs?page=3&size=100"),

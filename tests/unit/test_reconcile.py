@@ -237,7 +237,14 @@ async def test_completed_jobs_past_the_retention_period_are_deleted_and_counted(
 ) -> None:
     # Given a retention of one hour, a job completed two hours ago, one just now, one running
     metrics = Metrics.create()
-    reconciler = Reconciler(repository, topics, Settings(retention=3600), metrics)  # type: ignore[arg-type]
+    changes: list = []
+    reconciler = Reconciler(
+        repository,
+        topics,  # type: ignore[arg-type]
+        Settings(retention=3600),
+        metrics,
+        on_changes=changes.extend,
+    )
     old, recent, running = "1" * 32, "2" * 32, "3" * 32
     for job_id in (old, recent, running):
         await repository.create_job(job_id, ["1"])
@@ -252,7 +259,8 @@ async def test_completed_jobs_past_the_retention_period_are_deleted_and_counted(
     # When the sweep runs
     assert await reconciler.sweep_expired() == 1
 
-    # Then only the old completed job is gone, and the metric says so
+    # Then only the old completed job is gone, watchers are told, and the metric says so
+    assert [(c.job_id, c.status) for c in changes] == [(old, "deleted")]
     with pytest.raises(NotFound):
         await repository.get_job(old)
     assert (await repository.get_job(recent)).status == "completed"

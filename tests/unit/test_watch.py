@@ -259,14 +259,14 @@ async def test_watchers_beyond_the_limit_are_refused_and_places_are_given_back()
 
 @pytest.mark.parametrize(
     ("raw", "seconds"),
-    [("", 0.0), ("0", 0.0), ("5", 5.0), ("60", 60.0), ("2.5", 2.5), ("1e-05", 1e-05), (".5", 0.5)],
+    [("0", 0.0), ("5", 5.0), ("60", 60.0), ("2.5", 2.5), ("1e-05", 1e-05), (".5", 0.5)],
 )
 def test_wait_parameter_accepts_seconds_up_to_a_minute(raw: str, seconds: float) -> None:
     assert wait_seconds(raw) == seconds
 
 
 @pytest.mark.parametrize(
-    "raw", ["61", "-1", "1e3", "nan", "inf", "ten", "60.001", "100", "1_0", " 5"]
+    "raw", ["", "61", "-1", "1e3", "nan", "inf", "ten", "60.001", "100", "1_0", " 5"]
 )
 def test_wait_parameter_refuses_anything_else(raw: str) -> None:
     with pytest.raises(InvalidJob, match="wait must be a number of seconds from 0 to 60"):
