@@ -15,6 +15,7 @@ from jobstream.agents.compute import register_compute
 from jobstream.agents.persist import register_persist
 from jobstream.agents.reconcile import register_reconcile
 from jobstream.agents.watchdog import register_watchdog
+from jobstream.consumer import SafeConsumer
 from jobstream.dbmetrics import command_listener
 from jobstream.jobfeed import register_job_feed
 from jobstream.settings import Settings
@@ -140,6 +141,9 @@ def create_app(
         web_cors_options=None,
         logging_config=logging_config(settings),
     )
+    # Faust's own consumer skips messages after a rebalance on partitions without a commit, and
+    # commits past messages never acknowledged: see jobstream/consumer.py.
+    app.transport.Consumer = SafeConsumer
     app.web.blueprints._enabled = [
         (prefix, blueprint)
         for prefix, blueprint in app.web.blueprints._enabled

@@ -10,8 +10,9 @@ The work-around holds one extra reference on each event's message while the body
 the message reaches its final acknowledgement (and the consumer may commit past it) only when
 `held` releases the extra one, which it does only if the body finished. A body that raises or is
 cancelled leaves its messages unacknowledged: the consumer commits up to the first of them (it
-commits contiguous acknowledged offsets only, faust/transport/consumer.py `_new_offset`) and the
-next owner of the partition receives them again.
+commits contiguous acknowledged offsets only, from where the last commit ended:
+jobstream/consumer.py, whose `_new_offset` replaces Faust's looser one) and the next owner of the
+partition receives them again.
 """
 
 from __future__ import annotations

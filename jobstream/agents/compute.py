@@ -67,9 +67,9 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
     request message) and waits for the broker's acknowledgements (acks=all) before the batch is
     acknowledged: a request's offset is committed only after its results are durable, and one
     wait covers the whole batch (`held`: neither an error nor a shutdown acknowledges a batch
-    whose results were not published). Concurrency > 1 can still commit past an in-flight request
-    on a crash (faust-streaming #606): the client's reconciliation loop re-publishes whatever
-    stays pending.
+    whose results were not published). With concurrency > 1 batches end out of order; the
+    consumer (jobstream/consumer.py) commits only up to the first request not yet done, so a crash
+    re-delivers it (Faust alone could commit past it: faust-streaming #606).
 
     Expressions are evaluated with the line length the API accepts (JOBSTREAM_MAX_LINE_LENGTH,
     which both roles must share): a line the API took is never refused here for its length.

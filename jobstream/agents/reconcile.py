@@ -1,8 +1,8 @@
 """Client role: the reconciliation loop, so that no accepted operation stays pending forever.
 
 Runs on the leader client worker only. Each tick it looks at in-progress jobs whose counters have
-not moved for `reconcile_after` seconds (a crash between storing and publishing, a request lost to
-faust-streaming #606, a progress update lost with a crashed worker's table) and:
+not moved for `reconcile_after` seconds (a crash between storing and publishing, a progress update
+lost with a crashed worker's table, a message lost in a way not found yet) and:
 - if every operation has a result, finishes the job from counts taken from the results themselves;
 - otherwise publishes the requests of the operations without a result again, and after
   `max_attempts` reconciliations fails them instead, through the normal response path, so that the
