@@ -35,7 +35,7 @@ import asyncio
 import functools
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
@@ -330,7 +330,9 @@ class SlotIndex:
             self._seconds.clear()
         self._seconds.add(second)
 
-    async def seconds(self, *, before: int | None = None, after: int | None = None) -> Any:
+    async def seconds(
+        self, *, before: int | None = None, after: int | None = None
+    ) -> AsyncIterator[int]:
         """Registered seconds: newest first up to `before`, or oldest first from `after`."""
         doc = await self._collection.find_one({"_id": "hours"})
         hours = sorted(doc["h"] if doc else [], reverse=before is not None)
