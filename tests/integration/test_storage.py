@@ -5,6 +5,7 @@ documents themselves take the FerretDB ones only."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -39,28 +40,26 @@ def mongo_repository(request: pytest.FixtureRequest) -> MongoRepository:
     return repository
 
 
-async def _connected(url: str, name: str, dialect: str) -> MongoRepository:
+@contextlib.asynccontextmanager
+async def _connected(url: str, name: str, dialect: str) -> AsyncIterator[MongoRepository]:
     repo = MongoRepository.connect(url, name, dialect=dialect)  # type: ignore[arg-type]
     await repo.ensure_indexes()
-    return repo
+    try:
+        yield repo
+    finally:
+        await repo.close()
 
 
 @pytest_asyncio.fixture
 async def mongo_mongodb(mongo_db: AsyncDatabase, mongo_url: str) -> AsyncIterator[MongoRepository]:
-    repo = await _connected(mongo_url, mongo_db.name, "mongodb")
-    try:
+    async with _connected(mongo_url, mongo_db.name, "mongodb") as repo:
         yield repo
-    finally:
-        await repo.close()
 
 
 @pytest_asyncio.fixture
 async def mongo_ferretdb(mongo_db: AsyncDatabase, mongo_url: str) -> AsyncIterator[MongoRepository]:
-    repo = await _connected(mongo_url, mongo_db.name, "ferretdb")
-    try:
+    async with _connected(mongo_url, mongo_db.name, "ferretdb") as repo:
         yield repo
-    finally:
-        await repo.close()
 
 
 def ok(job_id: str, index: int, value: str = "1", total: int = 3) -> OperationResult:

@@ -37,6 +37,24 @@ def reconciler(repository: MemoryRepository, topics: FakeTopics) -> Reconciler:
     return Reconciler(repository, topics, SETTINGS, Metrics.create())  # type: ignore[arg-type]
 
 
+def listened(
+    repository: MemoryRepository,
+    topics: FakeTopics,
+    settings: Settings = SETTINGS,
+    metrics: Metrics | None = None,
+) -> tuple[Reconciler, list[JobChange]]:
+    """A reconciler whose job changes are collected in the list beside it."""
+    changes: list[JobChange] = []
+    reconciler = Reconciler(
+        repository,
+        topics,  # type: ignore[arg-type]
+        settings,
+        metrics or Metrics.create(),
+        on_changes=changes.extend,
+    )
+    return reconciler, changes
+
+
 def republished(topics: FakeTopics) -> list[tuple[int, int]]:
     """(index, attempt) of every request published again."""
     return [(r.index, r.attempt) for _, v, _ in topics.requests.sent for r in decode_requests(v)]
@@ -117,14 +135,7 @@ async def test_a_job_completed_from_its_results_is_published_as_completed(
     repository: MemoryRepository, topics: FakeTopics
 ) -> None:
     # Given a listener of job changes, and a job whose completion was lost
-    changes: list[JobChange] = []
-    reconciler = Reconciler(
-        repository,
-        topics,  # type: ignore[arg-type]
-        SETTINGS,
-        Metrics.create(),
-        on_changes=changes.extend,
-    )
+    reconciler, changes = listened(repository, topics)
     await results_all_stored_but_not_completed(repository)
 
     # When reconciliation completes it
@@ -162,14 +173,7 @@ async def test_a_job_completed_meanwhile_by_persisting_is_not_published_again(
     topics: FakeTopics,
 ) -> None:
     repository = CompletedMeanwhile()
-    changes: list[Any] = []
-    reconciler = Reconciler(
-        repository,
-        topics,  # type: ignore[arg-type]
-        SETTINGS,
-        Metrics.create(),
-        on_changes=changes.extend,
-    )
+    reconciler, changes = listened(repository, topics)
     await results_all_stored_but_not_completed(repository)
 
     await reconciler.run_once()
@@ -237,14 +241,7 @@ async def test_completed_jobs_past_the_retention_period_are_deleted_and_counted(
 ) -> None:
     # Given a retention of one hour, a job completed two hours ago, one just now, one running
     metrics = Metrics.create()
-    changes: list = []
-    reconciler = Reconciler(
-        repository,
-        topics,  # type: ignore[arg-type]
-        Settings(retention=3600),
-        metrics,
-        on_changes=changes.extend,
-    )
+    reconciler, changes = listened(repository, topics, Settings(retention=3600), metrics)
     old, recent, running = "1" * 32, "2" * 32, "3" * 32
     for job_id in (old, recent, running):
         await repository.create_job(job_id, ["1"])
