@@ -11,9 +11,9 @@ from typing import Literal
 
 Role = Literal["client", "server"]
 
-#: Longest line JOBSTREAM_MAX_LINE_LENGTH allows: a hundred such expressions (4 bytes a character
-#: at worst) and their results fit one MongoDB document (16 MiB) with room to spare.
-MAX_LINE_LENGTH = 20_000
+#: Longest line JOBSTREAM_MAX_LINE_LENGTH allows: the 200 expressions of a bucket document (4 bytes
+#: a character at worst, 8 MiB) and their results fit one MongoDB document (16 MiB).
+MAX_LINE_LENGTH = 10_000
 DIALECTS = ("auto", "mongodb", "ferretdb")
 
 DEFAULT_BROKERS = "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"
@@ -113,7 +113,7 @@ class Settings:
     persist_batch_seconds: float = 0.01
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = 4 * 1024 * 1024
-    #: Longest accepted line (one expression), in characters. At most MAX_LINE_LENGTH: a hundred
+    #: Longest accepted line (one expression), in characters. At most MAX_LINE_LENGTH: 200
     #: operations share a document, which MongoDB caps at 16 MiB.
     max_line_length: int = 1000
     #: Most operations in one job.

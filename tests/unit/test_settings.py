@@ -85,7 +85,7 @@ INTEGERS = [
     ("JOBSTREAM_COMPUTE_CONCURRENCY", "compute_concurrency", 10, 20),
     ("JOBSTREAM_PERSIST_BATCH_SIZE", "persist_batch_size", 1, 100_000),
     ("JOBSTREAM_MAX_BODY_BYTES", "max_body_bytes", 1, 1 << 30),
-    ("JOBSTREAM_MAX_LINE_LENGTH", "max_line_length", 1, 20_000),
+    ("JOBSTREAM_MAX_LINE_LENGTH", "max_line_length", 1, 10_000),
     ("JOBSTREAM_MAX_OPERATIONS", "max_operations", 1, 10_000_000),
     ("JOBSTREAM_MAX_ATTEMPTS", "max_attempts", 1, 1000),
     ("JOBSTREAM_WEB_PORT", "web_port", 1, 65535),
