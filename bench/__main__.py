@@ -28,7 +28,7 @@ from bench import load, pgstat, prefill, profile, raw_limit, report, storage_lim
 from bench.lag import LagProbe
 from bench.stack import ROOT, Stack, check_health
 from jobstream.settings import Settings
-from jobstream.storage import MongoRepository
+from jobstream.storage import MongoRepository, slot_of
 
 log = logging.getLogger("bench")
 
@@ -417,7 +417,12 @@ async def prefilled_run(
         first, last = out["prefill"]["created_seconds"]
         repository = MongoRepository.connect(settings.mongo_url, settings.mongo_database)
         try:
-            await repository.register_slots(range(first, last + 1))
+            await repository.register_slots(
+                range(
+                    slot_of(datetime.fromtimestamp(first, UTC)),
+                    slot_of(datetime.fromtimestamp(last + 1, UTC)),
+                )
+            )
         finally:
             await repository.close()
         started = time.monotonic()

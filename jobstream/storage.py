@@ -37,7 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from opentelemetry import trace
@@ -90,7 +90,7 @@ PURGE_ATTEMPTS = 5
 WRITE_ATTEMPTS = 3
 VISIBLE = {"$in": ["in_progress", "completed"]}
 CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
-#: Seconds of the slot index whose jobs the FerretDB listing reads at once.
+#: Slots of the slot index whose jobs the FerretDB listing reads at once, at most.
 SLOTS_AT_ONCE = 8
 #: Longest the FerretDB form reuses its estimate of the jobs count, in seconds.
 TOTAL_EVERY = 5.0
@@ -295,70 +295,98 @@ async def detect_dialect(client: AsyncMongoClient) -> Dialect:
     return "ferretdb" if "ferretdbVersion" in info else "mongodb"
 
 
-class SlotIndex:
-    """Which seconds have jobs: FerretDB's stand-in for MongoDB's sorted `_id` index.
+#: Milliseconds of creation time that one slot of the FerretDB listing covers.
+SLOT_MS = 100
+#: Slots per minute document of the slot index, and minutes per hour document.
+SLOTS_PER_MINUTE = 60_000 // SLOT_MS
 
-    Every job document carries `slot`, the second of its creation (from its time-ordered id),
-    which FerretDB looks up by equality on an index. The seconds that have jobs are kept in one
-    small document per hour (`s<hour>`, `$addToSet`), and the hours in one more (`hours`), so the
-    listing reads the newest seconds, then the jobs of each, newest first, and stops when a page
-    is full: a few small lookups however many jobs are stored. A worker registers a second once
-    (before its first job of that second is inserted, so no job is ever unlisted), which costs
-    about one upsert per worker and busy second, not one per job. Unused on MongoDB.
+
+def slot_of(created_at: datetime) -> int:
+    """The listing slot of a job created at this time (SLOT_MS-long intervals since the epoch)."""
+    return int(created_at.timestamp() * 1000) // SLOT_MS
+
+
+class SlotIndex:
+    """Which slots (SLOT_MS of creation time) have jobs: FerretDB's stand-in for MongoDB's sorted
+    `_id` index.
+
+    Every job document carries `slot`, from its creation time, which FerretDB looks up by equality
+    on an index. The slots that have jobs are kept in one small document per minute (`s<minute>`),
+    the minutes in one per hour (`m<hour>`), the hours in one more (`hours`), each grown with
+    `$addToSet`; so the listing reads the newest slots, then the jobs of each, newest first, and
+    stops when a page is full: a few small lookups however many jobs are stored. A worker
+    registers a slot once, before its first job in it is inserted (so no job is ever unlisted):
+    at most one upsert per worker and busy slot, not one per job. Unused on MongoDB.
     """
 
-    #: Seconds (and hours) remembered as registered; forgotten all at once past this many.
+    #: Slots (and minutes, and hours) remembered as registered; forgotten past this many.
     MEMO = 10_000
 
     def __init__(self, collection: AsyncCollection) -> None:
         self._collection = collection
-        self._seconds: set[int] = set()
-        self._hours: set[int] = set()
+        self._known: set[str] = set()
 
-    async def register(self, second: int) -> None:
-        """Record that jobs exist in this second (idempotent)."""
-        if second in self._seconds:
-            return
-        hour = second // 3600
-        if hour not in self._hours:
+    async def register(self, slots: Iterable[int]) -> None:
+        """Record that jobs exist in these slots (idempotent): parents first, then children, one
+        upsert per directory document that gains something."""
+        adds: dict[str, set[int]] = defaultdict(set)
+        for slot in slots:
+            minute = slot // SLOTS_PER_MINUTE
+            hour = minute // 60
+            adds["hours"].add(hour)
+            adds[f"m{hour}"].add(minute)
+            adds[f"s{minute}"].add(slot)
+        order = sorted(adds, key=lambda key: "hmsx".index(key[0]))  # hours, m…, s…
+        for key in order:
+            fresh = {v for v in adds[key] if f"{key}:{v}" not in self._known}
+            if not fresh:
+                continue
+            name = key[0] if key != "hours" else "h"
             await self._collection.update_one(
-                {"_id": "hours"}, {"$addToSet": {"h": hour}}, upsert=True
+                {"_id": key}, {"$addToSet": {name: {"$each": sorted(fresh)}}}, upsert=True
             )
-            self._hours.add(hour)
-        await self._collection.update_one(
-            {"_id": f"s{hour}"}, {"$addToSet": {"s": second}}, upsert=True
-        )
-        if len(self._seconds) >= self.MEMO:
-            self._seconds.clear()
-        self._seconds.add(second)
+            if len(self._known) >= self.MEMO:
+                self._known.clear()
+            self._known.update(f"{key}:{v}" for v in fresh)
 
-    async def seconds(
+    async def _values(self, key: str, field: str) -> list[int]:
+        doc = await self._collection.find_one({"_id": key})
+        return list(doc[field]) if doc else []
+
+    async def slots(
         self, *, before: int | None = None, after: int | None = None
     ) -> AsyncIterator[int]:
-        """Registered seconds: newest first up to `before`, or oldest first from `after`."""
-        doc = await self._collection.find_one({"_id": "hours"})
-        hours = sorted(doc["h"] if doc else [], reverse=before is not None)
-        for hour in hours:
-            if before is not None and hour > before // 3600:
+        """Registered slots: newest first up to `before`, or oldest first from `after`."""
+        newest_first = before is not None
+        low = -1 if after is None else after
+        high = before if before is not None else 1 << 62
+        for hour in sorted(await self._values("hours", "h"), reverse=newest_first):
+            if not low // SLOTS_PER_MINUTE // 60 <= hour <= high // SLOTS_PER_MINUTE // 60:
                 continue
-            if after is not None and hour < after // 3600:
-                continue
-            seconds_doc = await self._collection.find_one({"_id": f"s{hour}"})
-            seconds = sorted(seconds_doc["s"] if seconds_doc else [], reverse=before is not None)
-            for second in seconds:
-                if (before is None or second <= before) and (after is None or second >= after):
-                    yield second
+            for minute in sorted(await self._values(f"m{hour}", "m"), reverse=newest_first):
+                if not low // SLOTS_PER_MINUTE <= minute <= high // SLOTS_PER_MINUTE:
+                    continue
+                for slot in sorted(await self._values(f"s{minute}", "s"), reverse=newest_first):
+                    if low <= slot <= high:
+                        yield slot
 
-    async def forget(self, second: int) -> None:
-        """Drop a second whose jobs are all gone (retention), and its hour once empty."""
-        hour = second // 3600
-        await self._collection.update_one({"_id": f"s{hour}"}, {"$pull": {"s": second}})
-        doc = await self._collection.find_one({"_id": f"s{hour}"})
-        if doc is not None and not doc["s"]:
-            await self._collection.delete_one({"_id": f"s{hour}", "s": []})
-            await self._collection.update_one({"_id": "hours"}, {"$pull": {"h": hour}})
-            self._hours.discard(hour)
-        self._seconds.discard(second)
+    async def forget(self, slot: int) -> None:
+        """Drop a slot whose jobs are all gone (retention), and its parents once empty."""
+        minute = slot // SLOTS_PER_MINUTE
+        hour = minute // 60
+        for key, name, value, parent, parent_name, parent_value in (
+            (f"s{minute}", "s", slot, f"m{hour}", "m", minute),
+            (f"m{hour}", "m", minute, "hours", "h", hour),
+        ):
+            await self._collection.update_one({"_id": key}, {"$pull": {name: value}})
+            self._known.discard(f"{key}:{value}")
+            if await self._values(key, name):
+                return
+            await self._collection.delete_one({"_id": key, name: []})
+            await self._collection.update_one(
+                {"_id": parent}, {"$pull": {parent_name: parent_value}}
+            )
+            self._known.discard(f"{parent}:{parent_value}")
 
 
 @dataclass
@@ -438,12 +466,11 @@ class MongoRepository:
             self._forms = Forms(await detect_dialect(self._client))
         return self._forms
 
-    async def register_slots(self, seconds: Iterable[int]) -> None:
-        """List the jobs of these creation seconds (documents inserted by other means than
-        `create_job`, such as the benchmark's prefill); nothing to do on MongoDB."""
+    async def register_slots(self, slots: Iterable[int]) -> None:
+        """List the jobs of these slots (`slot_of` their creation times: documents inserted by
+        other means than `create_job`, such as the benchmark's prefill); nothing on MongoDB."""
         if (await self.forms()).dialect == "ferretdb":
-            for second in seconds:
-                await self._slots.register(second)
+            await self._slots.register(slots)
 
     async def close(self) -> None:
         """Close the client's connections."""
@@ -469,9 +496,9 @@ class MongoRepository:
         half-stored, and a retry with the same id inserts only what is missing)."""
         now = utcnow()
         created = job_created_at(job_id) or now
-        slot = int(created.timestamp())
+        slot = slot_of(created)
         if (await self.forms()).dialect == "ferretdb":
-            await self._slots.register(slot)
+            await self._slots.register([slot])
         total = len(expressions)
         chunks = [
             _bucket_doc(expressions, bucket) | {"_id": chunk_id(job_id, bucket), "job_id": job_id}
@@ -523,27 +550,27 @@ class MongoRepository:
         return JobPage(jobs, jobs[-1].id if len(jobs) == size else None, total)
 
     async def _list_by_slots(self, count: int, after: str | None) -> list[Job]:
-        """The newest `count` visible jobs (before `after`), from the slot index (FerretDB)."""
+        """The newest `count` visible jobs (before `after`), from the slot index (FerretDB):
+        the newest slot first, then twice as many slots at a time, up to SLOTS_AT_ONCE."""
         start = job_created_at(after) if after is not None else None
-        # from the cursor's second, or from a minute ahead (a worker's clock may be ahead)
-        before = int(start.timestamp()) if start else int(utcnow().timestamp()) + 60
+        # from the cursor's slot, or from a minute ahead (a worker's clock may be ahead)
+        before = slot_of(start or utcnow() + timedelta(minutes=1))
         jobs: list[Job] = []
         pending: list[int] = []
+        batch = 1
 
-        async def read(seconds: list[int]) -> None:
-            found = await _each(
-                seconds, lambda s: self._jobs.find({"slot": s}, JOB_FIELDS).to_list()
-            )
+        async def read(slots: list[int]) -> None:
+            found = await _each(slots, lambda s: self._jobs.find({"slot": s}, JOB_FIELDS).to_list())
             for docs in found:
                 for doc in sorted(docs, key=lambda d: d["_id"], reverse=True):
                     if doc["status"] in VISIBLE["$in"] and (after is None or doc["_id"] < after):
                         jobs.append(_job(doc))
 
-        async for second in self._slots.seconds(before=before):
-            pending.append(second)
-            if len(pending) == SLOTS_AT_ONCE:
+        async for slot in self._slots.slots(before=before):
+            pending.append(slot)
+            if len(pending) == batch:
                 await read(pending)
-                pending = []
+                pending, batch = [], min(batch * 2, SLOTS_AT_ONCE)
                 if len(jobs) >= count:
                     break
         if pending and len(jobs) < count:
@@ -606,7 +633,7 @@ class MongoRepository:
 
         A completed job's `updated_at` is its `finished_at`, so the `(status, updated_at)` index
         serves this on MongoDB. FerretDB would read every completed job for it, so there the
-        oldest seconds of the slot index are walked instead (and forgotten once empty).
+        oldest slots of the slot index are walked instead (and forgotten once empty).
         """
         if (await self.forms()).dialect == "mongodb":
             cursor = self._jobs.find(
@@ -614,13 +641,13 @@ class MongoRepository:
             ).limit(limit)
             return [doc["_id"] async for doc in cursor]
         expired: list[str] = []
-        last = int(finished_before.timestamp())
-        async for second in self._slots.seconds(after=0):
-            if second >= last or len(expired) >= limit:
+        last = slot_of(finished_before)
+        async for slot in self._slots.slots(after=0):
+            if slot >= last or len(expired) >= limit:
                 break
-            docs = await self._jobs.find({"slot": second}, {"status": 1, "updated_at": 1}).to_list()
+            docs = await self._jobs.find({"slot": slot}, {"status": 1, "updated_at": 1}).to_list()
             if not docs:
-                await self._slots.forget(second)
+                await self._slots.forget(slot)
             expired += [
                 d["_id"]
                 for d in docs
@@ -859,7 +886,7 @@ def completed_job_document(
         "succeeded": len(expressions),
         "failed": 0,
         "created_at": created_at,
-        "slot": int(created_at.timestamp()),
+        "slot": slot_of(created_at),
         "updated_at": finished_at,
         "finished_at": finished_at,
         "reconciliations": 0,
