@@ -311,15 +311,18 @@ class SlotIndex:
     `_id` index.
 
     Every job document carries `slot`, from its creation time, which FerretDB looks up by equality
-    on an index. The slots that have jobs are kept in one small document per minute (`s<minute>`),
-    the minutes in one per hour (`m<hour>`), the hours in one more (`hours`), each grown with
-    `$addToSet`; so the listing reads the newest slots, then the jobs of each, newest first, and
-    stops when a page is full: a few small lookups however many jobs are stored. A worker
-    registers a slot once, before its first job in it is inserted (so no job is ever unlisted):
-    at most one upsert per worker and busy slot, not one per job. Unused on MongoDB.
+    on an index. The index is a tree of tiny documents in `listing`, each naming its parent:
+    `h:<hour>` (parent `root`), `m:<minute>` (parent its hour), `s:<slot>` (parent its minute).
+    The listing reads the newest hour's minutes, the newest minute's slots, then the jobs of each
+    slot, newest first, and stops when a page is full: a few small lookups by equality however
+    many jobs are stored. A worker inserts a slot's entries once, before its first job in that slot
+    is inserted (so no job is ever unlisted): at most one insert per worker and busy slot, not one
+    per job. Entries are inserted, never updated: FerretDB runs an update as a read then a write,
+    so concurrent `$addToSet`s on one shared document lose entries (seen in the benchmark: jobs
+    never listed). Unused on MongoDB.
     """
 
-    #: Slots (and minutes, and hours) remembered as registered; forgotten past this many.
+    #: Entries remembered as inserted; forgotten all at once past this many.
     MEMO = 10_000
 
     def __init__(self, collection: AsyncCollection) -> None:
@@ -327,31 +330,25 @@ class SlotIndex:
         self._known: set[str] = set()
 
     async def register(self, slots: Iterable[int]) -> None:
-        """Record that jobs exist in these slots (idempotent): parents first, then children, one
-        upsert per directory document that gains something."""
-        adds: dict[str, set[int]] = defaultdict(set)
+        """Record that jobs exist in these slots (idempotent); parents before children."""
+        levels: list[dict[str, str]] = [{}, {}, {}]
         for slot in slots:
             minute = slot // SLOTS_PER_MINUTE
             hour = minute // 60
-            adds["hours"].add(hour)
-            adds[f"m{hour}"].add(minute)
-            adds[f"s{minute}"].add(slot)
-        order = sorted(adds, key=lambda key: "hmsx".index(key[0]))  # hours, m…, s…
-        for key in order:
-            fresh = {v for v in adds[key] if f"{key}:{v}" not in self._known}
-            if not fresh:
-                continue
-            name = key[0] if key != "hours" else "h"
-            await self._collection.update_one(
-                {"_id": key}, {"$addToSet": {name: {"$each": sorted(fresh)}}}, upsert=True
-            )
+            levels[0][f"h:{hour}"] = "root"
+            levels[1][f"m:{minute}"] = f"h:{hour}"
+            levels[2][f"s:{slot}"] = f"m:{minute}"
+        for level in levels:
+            docs = [{"_id": k, "parent": p} for k, p in level.items() if k not in self._known]
+            for start in range(0, len(docs), 1000):
+                await _insert_new(self._collection, docs[start : start + 1000])
             if len(self._known) >= self.MEMO:
                 self._known.clear()
-            self._known.update(f"{key}:{v}" for v in fresh)
+            self._known.update(level)
 
-    async def _values(self, key: str, field: str) -> list[int]:
-        doc = await self._collection.find_one({"_id": key})
-        return list(doc[field]) if doc else []
+    async def _children(self, parent: str) -> list[int]:
+        cursor = self._collection.find({"parent": parent}, {"_id": 1})
+        return [int(doc["_id"][2:]) async for doc in cursor]
 
     async def slots(
         self, *, before: int | None = None, after: int | None = None
@@ -360,33 +357,27 @@ class SlotIndex:
         newest_first = before is not None
         low = -1 if after is None else after
         high = before if before is not None else 1 << 62
-        for hour in sorted(await self._values("hours", "h"), reverse=newest_first):
+        for hour in sorted(await self._children("root"), reverse=newest_first):
             if not low // SLOTS_PER_MINUTE // 60 <= hour <= high // SLOTS_PER_MINUTE // 60:
                 continue
-            for minute in sorted(await self._values(f"m{hour}", "m"), reverse=newest_first):
+            for minute in sorted(await self._children(f"h:{hour}"), reverse=newest_first):
                 if not low // SLOTS_PER_MINUTE <= minute <= high // SLOTS_PER_MINUTE:
                     continue
-                for slot in sorted(await self._values(f"s{minute}", "s"), reverse=newest_first):
+                for slot in sorted(await self._children(f"m:{minute}"), reverse=newest_first):
                     if low <= slot <= high:
                         yield slot
 
     async def forget(self, slot: int) -> None:
-        """Drop a slot whose jobs are all gone (retention), and its parents once empty."""
+        """Drop a slot whose jobs are all gone (retention), and its parents once childless."""
         minute = slot // SLOTS_PER_MINUTE
         hour = minute // 60
-        for key, name, value, parent, parent_name, parent_value in (
-            (f"s{minute}", "s", slot, f"m{hour}", "m", minute),
-            (f"m{hour}", "m", minute, "hours", "h", hour),
-        ):
-            await self._collection.update_one({"_id": key}, {"$pull": {name: value}})
-            self._known.discard(f"{key}:{value}")
-            if await self._values(key, name):
+        for key, parent in ((f"s:{slot}", f"m:{minute}"), (f"m:{minute}", f"h:{hour}")):
+            await self._collection.delete_one({"_id": key})
+            self._known.discard(key)
+            if await self._collection.find_one({"parent": parent}, {"_id": 1}):
                 return
-            await self._collection.delete_one({"_id": key, name: []})
-            await self._collection.update_one(
-                {"_id": parent}, {"$pull": {parent_name: parent_value}}
-            )
-            self._known.discard(f"{parent}:{parent_value}")
+        await self._collection.delete_one({"_id": f"h:{hour}"})
+        self._known.discard(f"h:{hour}")
 
 
 @dataclass

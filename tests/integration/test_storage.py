@@ -5,6 +5,7 @@ documents themselves take the FerretDB ones only."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -346,3 +347,25 @@ async def test_the_dialect_is_detected_from_the_server(
         assert (await repository.forms()).dialect == "ferretdb"  # the local stand-in
     finally:
         await repository.close()
+
+
+async def test_workers_registering_the_same_new_slot_at_once_all_succeed(
+    mongo_db: AsyncDatabase, mongo_url: str
+) -> None:
+    # Given six workers (repositories) creating jobs in the same 100 ms on FerretDB's listing
+    repositories = [
+        MongoRepository.connect(mongo_url, mongo_db.name, dialect="ferretdb") for _ in range(6)
+    ]
+    at = datetime.now(UTC)
+    ids = [new_job_id(at + timedelta(microseconds=n)) for n in range(12)]
+    try:
+        # When they all create their jobs at once (their upserts of the new slot race)
+        await asyncio.gather(
+            *(repositories[n % 6].create_job(job_id, ["1"]) for n, job_id in enumerate(ids))
+        )
+        # Then every job was created and is listed
+        listed = await repositories[0].list_jobs(100)
+        assert set(ids) <= {job.id for job in listed.jobs}
+    finally:
+        for repository in repositories:
+            await repository.close()
