@@ -248,11 +248,11 @@ def chunk_id(job_id: str, bucket: int) -> str:
 class Forms:
     """The MongoDB form of the commands that FerretDB 1.x runs badly, and FerretDB's.
 
-    MongoDB: a batch of conditional updates is one `bulk_write(ordered=False)`; several documents
-    by id are one `find` with `$in`. FerretDB 1.24 (PostgreSQL backend) pushes only plain equality
-    filters down to its backend (internal/backends/postgresql/query.go `prepareWhereClause`: `$in`,
-    ranges and sorts are evaluated in Go over the whole collection), and it holds one backend
-    connection per statement of a command until the whole command ends; so there the same work
+    MongoDB: a batch of conditional updates is one `bulk_write(ordered=False)`. FerretDB 1.24
+    (PostgreSQL backend) pushes only plain equality filters down to its backend
+    (internal/backends/postgresql/query.go `prepareWhereClause`: `$in`, ranges and sorts are
+    evaluated in Go over the whole collection), and it holds one backend connection per statement
+    of a command until the whole command ends; so there the same work
     goes as concurrent single-document commands with equality filters. For the same reason it
     cannot page jobs newest first without reading them all (its sorts are never pushed down: the
     first page of 200,000 jobs took 36 s), so there the listing walks a `SlotIndex` instead.
@@ -275,18 +275,6 @@ class Forms:
             return [True] * len(updates) if outcome.matched_count == len(updates) else None
         matched = await _each(updates, lambda fu: collection.update_one(fu[0], fu[1]))
         return [m.matched_count > 0 for m in matched]
-
-    async def find_ids(
-        self, collection: AsyncCollection, ids: Sequence[str], projection: dict[str, Any] | None
-    ) -> dict[str, dict[str, Any]]:
-        """The documents of these ids that exist, by id."""
-        if not ids:
-            return {}
-        if self.dialect == "mongodb":
-            cursor = collection.find({"_id": {"$in": list(ids)}}, projection)
-            return {doc["_id"]: doc async for doc in cursor}
-        docs = await _each(ids, lambda i: collection.find_one({"_id": i}, projection))
-        return {doc["_id"]: doc for doc in docs if doc is not None}
 
 
 async def detect_dialect(client: AsyncMongoClient) -> Dialect:
