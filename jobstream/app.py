@@ -143,7 +143,10 @@ def create_app(
     )
     # Faust's own consumer skips messages after a rebalance on partitions without a commit, and
     # commits past messages never acknowledged: see jobstream/consumer.py.
-    app.transport.Consumer = SafeConsumer
+    # It also fetches with the settings' fetch wait, which Faust does not let an app set.
+    app.transport.Consumer = SafeConsumer.tuned(
+        settings.fetch_min_bytes, settings.fetch_max_wait_ms
+    )
     app.web.blueprints._enabled = [
         (prefix, blueprint)
         for prefix, blueprint in app.web.blueprints._enabled

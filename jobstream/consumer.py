@@ -66,8 +66,44 @@ def committable_run(acked: list[int], base: int) -> list[int]:
     return run
 
 
+class TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the fetch wait of jobstream's settings.
+
+    faust/transport/drivers/aiokafka.py `_create_worker_consumer` (lines 568-627 of the installed
+    copy) creates the aiokafka consumer with `fetch_max_wait_ms=1500` and aiokafka's default
+    `fetch_min_bytes=1`, and no setting reaches either: under load every fetch then returns as soon
+    as one message arrived on any of the worker's partitions, and aiokafka 0.14 has no incremental
+    fetch sessions, so each of those fetches names every assigned partition, both ways. The values
+    are set on the consumer before it starts, which is when aiokafka hands them to its `Fetcher`
+    (aiokafka/consumer/consumer.py `start`, lines 383-398).
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        owner = self.consumer
+        consumer._fetch_min_bytes = owner.fetch_min_bytes
+        consumer._fetch_max_wait_ms = owner.fetch_max_wait_ms
+        return consumer
+
+
 class SafeConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, rewinding every partition and committing only from its base."""
+
+    #: The fetch wait (see TunedConsumerThread); `tuned` makes a class with other values.
+    fetch_min_bytes: int = 1
+    fetch_max_wait_ms: int = 1500
+
+    @classmethod
+    def tuned(cls, fetch_min_bytes: int, fetch_max_wait_ms: int) -> type[SafeConsumer]:
+        """This consumer class, fetching with these values."""
+        return type(
+            cls.__name__,
+            (cls,),
+            {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms},
+        )
+
+    def _new_consumer_thread(self) -> TunedConsumerThread:
+        return TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -107,6 +107,10 @@ class Settings:
     min_insync_replicas: int = 2
     #: Actors of the compute agent per server worker (10-20).
     compute_concurrency: int = 10
+    #: Least data, in bytes, a worker's fetch waits for before the broker answers (Faust fixes 1).
+    fetch_min_bytes: int = 1
+    #: Longest, in milliseconds, a fetch waits for `fetch_min_bytes` (Faust fixes 1500).
+    fetch_max_wait_ms: int = 1500
     #: Largest response batch the persisting agent writes to MongoDB at once.
     persist_batch_size: int = 1000
     #: Longest the persisting agent waits to fill a batch, in seconds.
@@ -194,6 +198,12 @@ class Settings:
             ),
             compute_concurrency=_int(
                 env, "JOBSTREAM_COMPUTE_CONCURRENCY", defaults.compute_concurrency, 10, 20
+            ),
+            fetch_min_bytes=_int(
+                env, "JOBSTREAM_FETCH_MIN_BYTES", defaults.fetch_min_bytes, 1, 1 << 20
+            ),
+            fetch_max_wait_ms=_int(
+                env, "JOBSTREAM_FETCH_MAX_WAIT_MS", defaults.fetch_max_wait_ms, 1, 10_000
             ),
             persist_batch_size=_int(
                 env, "JOBSTREAM_PERSIST_BATCH_SIZE", defaults.persist_batch_size, 1, 100_000

@@ -316,6 +316,9 @@ class SlotIndex:
     def __init__(self, collection: AsyncCollection) -> None:
         self._collection = collection
         self._known: set[str] = set()
+        #: Entries being inserted now, and whether that insert succeeded: a concurrent POST in
+        #: the same new slot waits for it instead of inserting the same entries again.
+        self._inserting: dict[str, asyncio.Future[bool]] = {}
 
     async def register(self, slots: Iterable[int]) -> None:
         """Record that jobs exist in these slots (idempotent); parents before children."""
@@ -327,12 +330,34 @@ class SlotIndex:
             levels[1][f"m:{minute}"] = f"h:{hour}"
             levels[2][f"s:{slot}"] = f"m:{minute}"
         for level in levels:
-            docs = [{"_id": k, "parent": p} for k, p in level.items() if k not in self._known]
-            for start in range(0, len(docs), 1000):
-                await _insert_new(self._collection, docs[start : start + 1000])
+            others = {k: self._inserting[k] for k in level if k in self._inserting}
+            mine = {k: p for k, p in level.items() if k not in self._known and k not in others}
+            if mine:
+                await self._insert(mine)
+            if others:
+                await asyncio.wait(set(others.values()))
+                failed = {k: level[k] for k, done in others.items() if not done.result()}
+                if failed:  # that insert failed: this job's slot must be recorded all the same
+                    await self._insert(failed)
             if len(self._known) >= self.MEMO:
                 self._known.clear()
             self._known.update(level)
+
+    async def _insert(self, entries: dict[str, str]) -> None:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        for key in entries:
+            self._inserting[key] = done
+        try:
+            docs = [{"_id": k, "parent": p} for k, p in entries.items()]
+            for start in range(0, len(docs), 1000):
+                await _insert_new(self._collection, docs[start : start + 1000])
+            done.set_result(True)
+        finally:
+            if not done.done():
+                done.set_result(False)
+            for key in entries:
+                if self._inserting.get(key) is done:
+                    del self._inserting[key]
 
     async def _children(self, parent: str) -> list[int]:
         cursor = self._collection.find({"parent": parent}, {"_id": 1})

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 
 import faust
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import SpanKind
 
 from jobstream import expressions
 from jobstream.agents.acks import held
@@ -26,9 +25,6 @@ from jobstream.telemetry import Metrics, context_from, trace_headers, tracer
 from jobstream.topics import Topics
 
 log = logging.getLogger(__name__)
-
-BATCH = 10  # request messages an actor takes at once (each carries up to 100 operations)
-BATCH_SECONDS = 0.02  # how long it waits for a batch to fill
 
 
 def evaluate(request: OperationRequest, limits: expressions.Limits) -> OperationResult:
@@ -62,14 +58,16 @@ def _failed(request: OperationRequest, error: str) -> OperationResult:
 def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics: Metrics) -> None:
     """Register the compute agent (concurrency from settings, 10-20 actors per worker).
 
-    Each actor takes a batch of request messages (up to BATCH, or what arrived within
-    BATCH_SECONDS), evaluates every operation they carry, publishes the results (one message per
-    request message) and waits for the broker's acknowledgements (acks=all) before the batch is
-    acknowledged: a request's offset is committed only after its results are durable, and one
-    wait covers the whole batch (`held`: neither an error nor a shutdown acknowledges a batch
-    whose results were not published). With concurrency > 1 batches end out of order; the
-    consumer (jobstream/consumer.py) commits only up to the first request not yet done, so a crash
-    re-delivers it (Faust alone could commit past it: faust-streaming #606).
+    Each actor takes one request message at a time (up to 100 operations of one job), evaluates
+    its operations, publishes their results and waits for the broker's acknowledgement (acks=all)
+    before the message is acknowledged: a request's offset is committed only after its results are
+    durable (`held`: neither an error nor a shutdown acknowledges a message whose results were not
+    published). The actors' results share the producer's batches (linger), so there is no batching
+    timer here: a message is evaluated as soon as an actor is free (a batch of Faust's
+    `take_events` waited for its timer whether or not more messages came, up to 20 ms per
+    request, and woke every actor at every tick while idle). With concurrency > 1 messages end
+    out of order; the consumer (jobstream/consumer.py) commits only up to the first request not
+    yet done, so a crash re-delivers it (Faust alone could commit past it: faust-streaming #606).
 
     Expressions are evaluated with the line length the API accepts (JOBSTREAM_MAX_LINE_LENGTH,
     which both roles must share): a line the API took is never refused here for its length.
@@ -80,17 +78,12 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
 
     @app.agent(topics.requests, name="compute", concurrency=settings.compute_concurrency)
     async def compute(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH, BATCH_SECONDS):
-            with held(events):  # acknowledged only once the results are durable
-                outgoing: list[Message] = []
-                spans: list[Span] = []
-                for event in events:
-                    span = tracer.start_span(
-                        f"process {request_topic}",
-                        context_from(event.headers),
-                        kind=SpanKind.CONSUMER,
-                    )
-                    spans.append(span)
+        async for event in stream.events():
+            with held([event]):  # acknowledged only once the results are durable
+                span = tracer.start_span(
+                    f"process {request_topic}", context_from(event.headers), kind=SpanKind.CONSUMER
+                )
+                try:
                     with trace.use_span(span, end_on_exit=False):
                         try:
                             requests = decode_requests(event.value)
@@ -101,18 +94,15 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
                         span.set_attribute("jobstream.operations", len(requests))
                         with tracer.start_as_current_span("evaluate"):
                             results = [_timed(request, limits, metrics) for request in requests]
-                        publish = tracer.start_span(
+                        with tracer.start_as_current_span(
                             f"publish {response_topic}", kind=SpanKind.PRODUCER
-                        )
-                        spans.append(publish)
-                        with trace.use_span(publish, end_on_exit=False):
+                        ):
                             headers = trace_headers()
-                        outgoing += [(k, v, headers) for k, v in result_messages(results)]
-                    # evaluating a message is synchronous (up to 100 operations, a few ms each at
-                    # worst): let heartbeats and the other actors run between messages
-                    await asyncio.sleep(0)
-                await publish_durably(topics.responses, outgoing, metrics)
-                for span in reversed(spans):
+                            outgoing: list[Message] = [
+                                (k, v, headers) for k, v in result_messages(results)
+                            ]
+                            await publish_durably(topics.responses, outgoing, metrics)
+                finally:
                     span.end()
 
 

@@ -16,7 +16,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from jobstream.app import create_app
-from jobstream.consumer import SafeConsumer, committable_run
+from jobstream.consumer import SafeConsumer, TunedConsumerThread, committable_run
 from jobstream.memory import MemoryRepository
 from jobstream.settings import Settings
 
@@ -40,7 +40,24 @@ def test_offsets_below_the_base_are_not_part_of_the_run() -> None:
 @pytest.mark.parametrize("role", ["client", "server"])
 def test_both_roles_consume_with_the_safe_consumer(role: str) -> None:
     app = create_app(Settings(role=role), repository=MemoryRepository())  # type: ignore[arg-type]
-    assert app.transport.Consumer is SafeConsumer
+    assert issubclass(app.transport.Consumer, SafeConsumer)
+
+
+async def test_the_worker_consumer_fetches_with_the_settings_fetch_wait() -> None:
+    """Faust builds its aiokafka consumer with fetch_max_wait_ms=1500 and fetch_min_bytes=1 and no
+    setting to change them; the aiokafka consumer it builds here carries the settings' values."""
+    settings = Settings(role="server", fetch_min_bytes=4096, fetch_max_wait_ms=7)
+    app = create_app(settings)
+    consumer = bare(app.transport.Consumer)
+    consumer.in_transaction = False
+    thread = TunedConsumerThread.__new__(TunedConsumerThread)
+    thread.consumer = consumer
+    thread.app = app
+    client = thread._create_worker_consumer(app.transport)
+    try:
+        assert (client._fetch_min_bytes, client._fetch_max_wait_ms) == (4096, 7)
+    finally:
+        await client.stop()  # never started: releases the client's resources only
 
 
 def bare(cls: type) -> Any:
