@@ -126,7 +126,7 @@ def create_app(
         datadir=settings.data_dir,
         # Durability: a publish is done when all in-sync replicas (>= min.insync.replicas) have it.
         producer_acks=-1,
-        producer_linger_ms=5,
+        producer_linger=settings.producer_linger_ms / 1000,
         # Never created by accident: jobstream.bootstrap creates every topic up front.
         topic_replication_factor=settings.replication_factor,
         topic_partitions=settings.partitions,

@@ -107,6 +107,9 @@ class Settings:
     min_insync_replicas: int = 2
     #: Actors of the compute agent per server worker (10-20).
     compute_concurrency: int = 10
+    #: How long, in milliseconds, the producer lets a batch fill before sending it. aiokafka sends
+    #: one request per broker at a time, so batches also fill while one is in flight.
+    producer_linger_ms: int = 5
     #: Least data, in bytes, a worker's fetch waits for before the broker answers (Faust fixes 1).
     fetch_min_bytes: int = 1
     #: Longest, in milliseconds, a fetch waits for `fetch_min_bytes` (Faust fixes 1500).
@@ -198,6 +201,9 @@ class Settings:
             ),
             compute_concurrency=_int(
                 env, "JOBSTREAM_COMPUTE_CONCURRENCY", defaults.compute_concurrency, 10, 20
+            ),
+            producer_linger_ms=_int(
+                env, "JOBSTREAM_PRODUCER_LINGER_MS", defaults.producer_linger_ms, 0, 1000
             ),
             fetch_min_bytes=_int(
                 env, "JOBSTREAM_FETCH_MIN_BYTES", defaults.fetch_min_bytes, 1, 1 << 20

@@ -175,6 +175,7 @@ def register_persist(
 
     @app.agent(topics.responses, name="persist", concurrency=1)
     async def persist(stream: faust.StreamT) -> None:
+        await know_changelog_partitions(app, table)
         batches = stream.take_events(settings.persist_batch_size, settings.persist_batch_seconds)
         async for events in batches:
             with held(events):  # acknowledged only if everything below completes
@@ -197,6 +198,26 @@ def register_persist(
                 await store_batch(writer, received, park, metrics)
                 for span in spans:
                     span.end()
+
+
+async def know_changelog_partitions(app: faust.App, table: faust.Table) -> None:
+    """Have the producer learn the changelog topic's partitions before the first table write.
+
+    Faust picks a changelog message's partition synchronously from the producer's metadata
+    (faust/transport/drivers/aiokafka.py `Producer.key_partition`, lines 1495-1506, which calls
+    aiokafka's `_partition`, aiokafka/producer/producer.py line 422), and the producer knows only
+    the topics it has already sent to or asked about. The first write to the table after a
+    worker started (a job whose results span more than one batch) then raised TypeError ('NoneType'
+    object is not iterable) until the batch was parked: seen in the benchmark's first job.
+    `partitions_for` waits for that metadata; a failure here is only logged (a batch that still
+    meets the error is retried, then parked, and reconciliation publishes its operations again).
+    """
+    topic = table.changelog_topic.get_topic_name()
+    try:
+        # private: Faust's Producer has no public way to reach aiokafka's `partitions_for`
+        await app.producer._ensure_producer().partitions_for(topic)
+    except Exception as exc:
+        log.warning("could not read the partitions of %s (%r)", topic, exc)
 
 
 def _checked(results: list[OperationResult], max_operations: int) -> list[OperationResult]:

@@ -649,3 +649,11 @@ async def test_a_worker_that_has_not_started_is_not_ready(
     checks = (await response.json())["checks"]
     assert set(checks) == {"brokers", "assignment"}
     assert "ok" not in checks.values()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_the_producer_lingers_as_the_settings_say(role: str) -> None:
+    app, _ = build(role, producer_linger_ms=0)
+    assert app.conf.producer_linger == 0
+    app, _ = build(role, producer_linger_ms=7)
+    assert app.conf.producer_linger == 0.007

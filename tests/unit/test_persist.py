@@ -6,13 +6,20 @@ deleted job is not resurrected, an outage is waited out, a refusal is parked ins
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fakes import FakeEvent, FakeMessage
 
 from jobstream.agents.acks import held
-from jobstream.agents.persist import PARKING_REFUSALS, Received, ResultWriter, store_batch
+from jobstream.agents.persist import (
+    PARKING_REFUSALS,
+    Received,
+    ResultWriter,
+    know_changelog_partitions,
+    store_batch,
+)
 from jobstream.errors import StorageError
 from jobstream.memory import MemoryRepository
 from jobstream.models import OperationResult
@@ -304,3 +311,28 @@ async def test_each_stored_batch_tells_the_new_state_of_every_job_it_moved(
         (JOB, "completed", 1, 1),
     ]
     assert changes[-1].finished_at is not None and changes[-1].created_at is not None
+
+
+async def test_the_changelog_partitions_are_known_before_the_first_table_write() -> None:
+    """Faust reads a changelog message's partition from the producer's metadata without waiting
+    for it; the persisting agent asks for the changelog topic's partitions before its loop."""
+    asked: list[str] = []
+
+    class AioProducer:
+        async def partitions_for(self, topic: str) -> set[int]:
+            asked.append(topic)
+            return {0, 1}
+
+    app = SimpleNamespace(producer=SimpleNamespace(_ensure_producer=AioProducer))
+    table = SimpleNamespace(
+        changelog_topic=SimpleNamespace(get_topic_name=lambda: "group-job-progress-changelog")
+    )
+    await know_changelog_partitions(app, table)  # type: ignore[arg-type]
+    assert asked == ["group-job-progress-changelog"]
+
+    class Broken:
+        async def partitions_for(self, topic: str) -> set[int]:
+            raise TimeoutError("no metadata")
+
+    app.producer._ensure_producer = Broken
+    await know_changelog_partitions(app, table)  # type: ignore[arg-type]  # logged, not raised
