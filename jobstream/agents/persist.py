@@ -201,21 +201,25 @@ def register_persist(
 
 
 async def know_changelog_partitions(app: faust.App, table: faust.Table) -> None:
-    """Have the producer learn the changelog topic's partitions before the first table write.
+    """Have the producer track the changelog topic's partitions before the first table write.
 
     Faust picks a changelog message's partition synchronously from the producer's metadata
     (faust/transport/drivers/aiokafka.py `Producer.key_partition`, lines 1495-1506, which calls
-    aiokafka's `_partition`, aiokafka/producer/producer.py line 422), and the producer knows only
-    the topics it has already sent to or asked about. The first write to the table after a
-    worker started (a job whose results span more than one batch) then raised TypeError ('NoneType'
-    object is not iterable) until the batch was parked: seen in the benchmark's first job.
-    `partitions_for` waits for that metadata; a failure here is only logged (a batch that still
-    meets the error is retried, then parked, and reconciliation publishes its operations again).
+    aiokafka's `_partition`, aiokafka/producer/producer.py line 422). aiokafka's metadata holds
+    every topic only until the producer first sends: from then on it refreshes just the topics it
+    tracks (aiokafka/client.py `add_topic`, lines 351-363; an empty set means all), so the
+    changelog topic drops out. The first table write after a worker started (a job whose results
+    span more than one batch) then raised TypeError ('NoneType' object is not iterable) until the
+    batch was parked: seen in the benchmark's first job. Tracking the topic keeps it in every
+    refresh. A failure here is only logged (a batch that still meets the error is retried, then
+    parked, and reconciliation publishes its operations again).
     """
     topic = table.changelog_topic.get_topic_name()
     try:
-        # private: Faust's Producer has no public way to reach aiokafka's `partitions_for`
-        await app.producer._ensure_producer().partitions_for(topic)
+        # private: Faust's Producer offers no public way to reach its aiokafka producer
+        producer = app.producer._ensure_producer()
+        await producer.client.add_topic(topic)
+        await producer.partitions_for(topic)
     except Exception as exc:
         log.warning("could not read the partitions of %s (%r)", topic, exc)
 

@@ -317,8 +317,16 @@ async def test_the_changelog_partitions_are_known_before_the_first_table_write()
     """Faust reads a changelog message's partition from the producer's metadata without waiting
     for it; the persisting agent asks for the changelog topic's partitions before its loop."""
     asked: list[str] = []
+    tracked: set[str] = set()
+
+    class Client:
+        async def add_topic(self, topic: str) -> bool:
+            tracked.add(topic)
+            return True
 
     class AioProducer:
+        client = Client()
+
         async def partitions_for(self, topic: str) -> set[int]:
             asked.append(topic)
             return {0, 1}
@@ -329,8 +337,11 @@ async def test_the_changelog_partitions_are_known_before_the_first_table_write()
     )
     await know_changelog_partitions(app, table)  # type: ignore[arg-type]
     assert asked == ["group-job-progress-changelog"]
+    assert tracked == {"group-job-progress-changelog"}  # kept in every later metadata refresh
 
     class Broken:
+        client = Client()
+
         async def partitions_for(self, topic: str) -> set[int]:
             raise TimeoutError("no metadata")
 
