@@ -654,6 +654,18 @@ def _watchers(results: dict[str, Any]) -> str:
         "stream opened (the job page's included) and each wait answered reads its first state "
         "once, so *beyond first state* = jobs read minus watches."
     )
+    scheduled = (section.get("offered_ops_per_s") or 0) * (section.get("seconds") or 0)
+    scheduled /= section.get("operations_per_job") or 1
+    started = [(h.get("load") or {}).get("jobs") for h in runs]
+    if scheduled and any(n is not None and n < 0.95 * scheduled for n in started):
+        posts = [((h.get("load") or {}).get("post_ms") or {}).get("p50") for h in runs]
+        text += (
+            f" The client did not keep to the schedule: of the {fmt(round(scheduled))} jobs due "
+            f"in each run it started {', '.join(fmt(n) for n in started)} (run by run; at most "
+            "256 POSTs in flight, none started after the schedule's end), their POSTs answered "
+            f"in p50 {', '.join(fmt(None if p is None else p / 1000, 1) for p in posts)} s: the "
+            "load each run carried is what the system let in, not the offered one."
+        )
     if comparison is None:
         text += " With watchers / without: not measured (a run has no throughput figure)."
     else:

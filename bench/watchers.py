@@ -58,6 +58,8 @@ REQUESTS = "http_request_duration_seconds_count"
 OPERATIONS_ROUTE = "/api/jobs/{job_id}/operations"
 #: Longest `?wait=` the API takes.
 MAX_WAIT = 60
+#: How long the watched job may take after the load's schedule (then its watchers are stopped).
+WATCHED_TIMEOUT = 240.0
 #: After the watched job completed, how long watchers get to notice it before they are stopped.
 GRACE_SECONDS = 10.0
 #: Each run starts once Kafka holds fewer unconsumed messages than this (what earlier phases
@@ -340,7 +342,9 @@ async def half(
                 "watchers": clients,
                 "error": f"watched job: {watched.error}",
             }
-        watch_deadline = time.monotonic() + seconds + drain_timeout
+        # under load the watched job can outlast the small jobs by far (100,000 operations:
+        # ~6 s alone, 58-84 s beside the load in a trial run)
+        watch_deadline = time.monotonic() + seconds + max(drain_timeout, WATCHED_TIMEOUT)
         try:
             if clients:
                 others.append(
