@@ -66,10 +66,11 @@ class Plan:
     prefill_documents: int = 1_000_000  # 0: no prefilled run
     prefill_budget_seconds: float = 300
     watch_clients: int = 20  # watchers of the watched job (half streams, half ?wait=)
-    watch_seconds: float = 20  # small-job load per half (once without, once with watchers)
-    watch_load: float = 1.25  # offered load per half, as a share of the sustained throughput
+    watch_seconds: float = 20  # small-job load per run (without or with watchers)
+    watch_pairs: int = 2  # runs without and with, in pairs of alternating order (ABBA...)
+    watch_load: float = 1.25  # offered load per run, as a share of the sustained throughput
     watch_fallback_ops: float = 1000  # offered ops/s when the throughput section did not run
-    watched_operations: int = 10_000  # the job the watchers wait on, submitted as each half starts
+    watched_operations: int = 100_000  # the job the watchers wait on, submitted as each run starts
 
 
 FULL = Plan(
@@ -117,7 +118,7 @@ QUICK = Plan(
     storage_passes=1,
     listing_requests=100,
     prefill_documents=0,
-    watch_seconds=8,
+    watch_seconds=5,
     watched_operations=3_000,
 )
 
@@ -277,7 +278,8 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
                         f"{plan.watch_fallback_ops:g} ops/s"
                     )
                 log.info(
-                    "watchers: %g s of %.0f ops/s without, then with %d watchers",
+                    "watchers: %d runs of %g s of %.0f ops/s, without and with %d watchers",
+                    2 * plan.watch_pairs,
                     plan.watch_seconds,
                     offered,
                     plan.watch_clients,
@@ -291,6 +293,7 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
                     seconds=plan.watch_seconds,
                     watched_operations=plan.watched_operations,
                     drain_timeout=plan.drain_timeout,
+                    pairs=plan.watch_pairs,
                     offered_share=plan.watch_load if sustained else None,
                 )
                 save()
@@ -475,6 +478,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="documents to pre-fill before running the small-job and listing phases again "
         f"(default {FULL.prefill_documents:,}; --quick: {QUICK.prefill_documents}; 0 skips it)",
     )
+    parser.add_argument(
+        "--watch-ops",
+        type=float,
+        default=None,
+        metavar="OPS",
+        help="offered ops/s of the watchers section when the throughput section does not run "
+        f"(default {FULL.watch_fallback_ops:g}, under the capacity; e.g. `--sections watchers "
+        "--watch-ops 1500` to run that section alone above it)",
+    )
     parser.add_argument("--py-spy", default=None, help="path of py-spy (default: on PATH)")
     parser.add_argument("--render", type=Path, help="re-render a report from a results.json")
     args = parser.parse_args(argv)
@@ -496,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.prefill is not None:
         plan = replace(plan, prefill_documents=max(args.prefill, 0))
+    if args.watch_ops is not None:
+        plan = replace(plan, watch_fallback_ops=args.watch_ops)
     results = asyncio.run(run(plan, args.out, args))
     for target in results.get("targets", []):
         status = {True: "met", False: "NOT MET", None: "not measured"}[target["ok"]]

@@ -399,21 +399,124 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
+def watcher_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The watchers section's runs in the order they ran (each with its `run` number)."""
+    halves = (results.get("watchers") or {}).get("halves") or []
+    return [{"run": n, **h} for n, h in enumerate(halves, start=1)]
+
+
 def watcher_halves(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The watchers section's run without and its run with watchers, if both ran."""
-    halves = [h for h in (results.get("watchers") or {}).get("halves") or [] if h.get("load")]
+    """A run without and a run with watchers, if both ran (the first of each)."""
+    halves = [h for h in watcher_runs(results) if h.get("load")]
     without = next((h for h in halves if not h.get("watchers")), None)
     watched = next((h for h in halves if h.get("watchers")), None)
     return None if without is None or watched is None else (without, watched)
+
+
+def watcher_comparison(section: dict[str, Any]) -> dict[str, Any] | None:
+    """Throughput with watchers against without, over every run of the watchers section.
+
+    Runs pair up in order (1-2, 3-4, ...; the section flips each pair's order). The headline
+    ratio is the sum of the with-runs' completed ops/s over the without-runs' (every run offers
+    the same load, and each condition runs as often, so it is also the ratio of the means). The
+    spread of a condition is (max - min) / mean of its repeats; `noise` is the larger of the two:
+    a gap from 100 % no larger than that is not told apart from run-to-run noise. None when
+    either condition has no run, or a run has no figure (no run is left out of the ratio)."""
+    halves = [{"run": n, **h} for n, h in enumerate(section.get("halves") or [], start=1)]
+    figures = [((h.get("load") or {}).get("completed_ops_per_s"), h) for h in halves]
+    missing = [h["run"] for value, h in figures if value is None]
+    with_ = [v for v, h in figures if v is not None and h.get("watchers")]
+    without = [v for v, h in figures if v is not None and not h.get("watchers")]
+    if missing or not with_ or not without:
+        return None
+    pairs = []
+    for a, b in zip(figures[::2], figures[1::2], strict=False):
+        if bool(a[1].get("watchers")) != bool(b[1].get("watchers")):
+            on, off = (a, b) if a[1].get("watchers") else (b, a)
+            pairs.append(
+                {
+                    "runs": [a[1]["run"], b[1]["run"]],
+                    "first": "with" if a[1].get("watchers") else "without",
+                    "ratio": ratio(on[0], off[0]),
+                }
+            )
+
+    def spread(values: list[float]) -> float | None:
+        mean = sum(values) / len(values)
+        return (max(values) - min(values)) / mean if len(values) > 1 and mean > 0 else None
+
+    spreads = {"without": spread(without), "with": spread(with_)}
+    known = [s for s in spreads.values() if s is not None]
+    share = ratio(sum(with_), sum(without))
+    noise = max(known) if known else None
+    return {
+        "ratio": share,
+        "method": "sum of the with-runs over the sum of the without-runs",
+        "runs": {"with": len(with_), "without": len(without)},
+        "mean_ops_per_s": {"with": sum(with_) / len(with_), "without": sum(without) / len(without)},
+        "pairs": pairs,
+        "spread": spreads,
+        "noise": noise,
+        "within_noise": None if noise is None or share is None else abs(share - 1.0) <= noise,
+    }
+
+
+def watcher_reads(results: dict[str, Any]) -> dict[str, Any] | None:
+    """Over every run with watchers: jobs they read, their commands, watches, reads beyond."""
+    runs = [h for h in watcher_runs(results) if h.get("watchers") and h.get("load")]
+    if not runs:
+        return None
+
+    def watches(h: dict[str, Any]) -> float | None:
+        db = h.get("db") or {}
+        if db.get("watches_with_dashboard") is not None:
+            return db["watches_with_dashboard"]
+        return (h.get("watch") or {}).get("watches")
+
+    def add(values: Iterable[float | None]) -> float | None:
+        values = list(values)
+        return None if any(v is None for v in values) else sum(values)  # type: ignore[arg-type]
+
+    return {
+        "runs": len(runs),
+        "job_reads": add((h.get("db") or {}).get("job_reads") for h in runs),
+        "commands": add((h.get("db") or {}).get("commands") for h in runs),
+        "watches": add(watches(h) for h in runs),
+        "beyond": add((h.get("db") or {}).get("job_reads_beyond_first_state") for h in runs),
+        "dashboard": any(h.get("dashboard") for h in runs),
+    }
+
+
+def _comparison_text(comparison: dict[str, Any]) -> str:
+    """The throughput comparison's detail: runs, pairs, and the gap against the noise."""
+    runs = comparison["runs"]
+    pairs = ", ".join(
+        f"runs {p['runs'][0]}-{p['runs'][1]} ({p.get('first', '?')} first) {pct(p['ratio'], 1)}"
+        for p in comparison["pairs"]
+    )
+    text = f"{runs['with']} run(s) with and {runs['without']} without"
+    if pairs:
+        text += f"; per pair: {pairs}"
+    noise = comparison.get("noise")
+    if noise is None:
+        return text + "; no repeat of either condition, so no measure of the noise"
+    gap = abs((comparison.get("ratio") or 1.0) - 1.0)
+    where = "within" if comparison.get("within_noise") else "larger than"
+    return (
+        text + f"; the {pct(gap, 1)} gap is {where} the spread between repeats of one condition "
+        f"(without {pct(comparison['spread']['without'], 1)}, with "
+        f"{pct(comparison['spread']['with'], 1)})"
+    )
 
 
 def watcher_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 13: watchers cost no database read beyond each watch's first state, and no
     throughput (same run)."""
     section = results.get("watchers") or {}
-    halves = watcher_halves(results)
     clients = section.get("clients", "?")
-    if halves is None:
+    reads = watcher_reads(results)
+    comparison = watcher_comparison(section)
+    if reads is None or watcher_halves(results) is None:
         return [
             {
                 "target": f"{clients} watchers: no database read beyond each watch's first state",
@@ -426,25 +529,32 @@ def watcher_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "ok": None,
             },
         ]
-    without, watched = halves
-    db, seen = watched.get("db") or {}, watched.get("watch") or {}
-    beyond = db.get("job_reads_beyond_first_state")
-    share = section.get("ratio")
+    beyond = reads["beyond"]
+    page = " and a dashboard job page" if reads["dashboard"] else ""
+    over = f" (over {reads['runs']} runs)" if reads["runs"] > 1 else ""
+    if comparison is None:
+        measured, ok = "not measured: a run has no throughput figure", None
+    else:
+        share = comparison["ratio"]
+        means = comparison["mean_ops_per_s"]
+        measured = f"{fmt(means['with'], 0)} vs {fmt(means['without'], 0)} ops/s = {pct(share, 1)}"
+        if len(section.get("halves") or []) > 2:
+            measured += f" ({_comparison_text(comparison)})"
+        ok = None if share is None else share >= WATCHED_SHARE
     return [
         {
-            "target": f"{clients} watchers (event streams, `?wait=`, `/api/events`) during load: "
-            "no database read beyond each watch's first state",
-            "measured": f"{fmt(db.get('job_reads'), 0)} jobs read "
-            f"({fmt(db.get('commands'), 0)} commands, origin `api-watch`) for "
-            f"{fmt(seen.get('watches'))} watches: {fmt(beyond, 0)} beyond the first state",
+            "target": f"{clients} watchers (event streams, `?wait=`, `/api/events`){page} during "
+            "load: no database read beyond each watch's first state",
+            "measured": f"{fmt(reads['job_reads'], 0)} jobs read "
+            f"({fmt(reads['commands'], 0)} commands, origin `api-watch`) for "
+            f"{fmt(reads['watches'])} watches: {fmt(beyond, 0)} beyond the first state{over}",
             "ok": None if beyond is None else beyond <= 0,
         },
         {
             "target": "small jobs' throughput with those watchers not lower than without "
             "(same run)",
-            "measured": f"{fmt(watched['load'].get('completed_ops_per_s'), 0)} vs "
-            f"{fmt(without['load'].get('completed_ops_per_s'), 0)} ops/s = {pct(share, 1)}",
-            "ok": None if share is None else share >= WATCHED_SHARE,
+            "measured": measured,
+            "ok": ok,
         },
     ]
 
@@ -454,14 +564,17 @@ def watcher_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _watchers(results: dict[str, Any]) -> str:
     section = results.get("watchers") or {}
-    halves = watcher_halves(results)
-    if halves is None:
+    runs = watcher_runs(results)
+    if watcher_halves(results) is None:
         return "_not run_"
+    comparison = watcher_comparison(section)
+    clients = section.get("clients")
     rows = []
-    for h in halves:
-        load, seen, db = h["load"], h.get("watch") or {}, h.get("db") or {}
-        job = h.get("watched_job") or {}
+    for h in runs:
+        load, seen, db = h.get("load") or {}, h.get("watch") or {}, h.get("db") or {}
+        job, page = h.get("watched_job") or {}, h.get("dashboard") or {}
         ends = ", ".join(f"{k} {v}" for k, v in sorted((seen.get("stream_ends") or {}).items()))
+        watched = bool(h.get("watchers"))
         rows.append(
             (
                 fmt(h.get("watchers")),
@@ -472,15 +585,25 @@ def _watchers(results: dict[str, Any]) -> str:
                 + ("" if h.get("drained", True) else " ⚠"),
                 fmt((load.get("latency_ms") or {}).get("p99"), 0),
                 DASH if not job.get("completed") else f"{fmt(job.get('seconds'), 1)} s",
-                f"{fmt(seen.get('streams'))} ({ends or DASH})" if h.get("watchers") else DASH,
+                f"{fmt(seen.get('streams'))} ({ends or DASH})" if watched else DASH,
                 f"{fmt(seen.get('waits'))} ({fmt(seen.get('waits_completed'))} completed)"
-                if h.get("watchers")
+                if watched
                 else DASH,
-                fmt(seen.get("followed_events")) if h.get("watchers") else DASH,
+                fmt(seen.get("followed_events")) if watched else DASH,
                 fmt(db.get("job_reads"), 0),
                 fmt(db.get("commands"), 0),
                 fmt(db.get("job_reads_beyond_first_state"), 0),
                 fmt(seen.get("errors")),
+                f"{fmt(page.get('streams'))} ({fmt(page.get('events'))} events, "
+                f"{page.get('last_status')})"
+                if page
+                else DASH,
+                f"{fmt(page.get('operations_pages'))} "
+                f"({fmt(page.get('operations_requests_served'), 0)} served)"
+                if page
+                else DASH,
+                fmt(page.get("job_reads")) if page else DASH,
+                fmt(h.get("run")),
             )
         )
     head = (
@@ -498,6 +621,10 @@ def _watchers(results: dict[str, Any]) -> str:
         "their DB commands",
         "reads beyond first state",
         "watcher errors",
+        "job page: streams (events, last status)",
+        "job page: operations pages (served)",
+        "job page: job reads",
+        "run",
     )
     share = section.get("offered_share")
     offered = (
@@ -505,21 +632,91 @@ def _watchers(results: dict[str, Any]) -> str:
         if share
         else "the sustained throughput was not measured"
     )
-    return (
+    order = " / ".join("with" if h.get("watchers") else "without" for h in runs)
+    text = (
         f"The small-job load ({section.get('operations_per_job')}-op jobs, "
         f"{fmt(section.get('offered_ops_per_s'), 0)} ops/s offered for "
-        f"{fmt(section.get('seconds'), 0)} s: {offered}) ran twice in a row beside one job of "
-        f"{fmt(section.get('watched_operations'))} operations submitted as each run starts: "
-        f"first with nobody watching, then with {section.get('clients')} clients waiting for "
-        "that job to complete (half on `GET /api/jobs/{id}/events`, half with `?wait=60`, over "
-        "the three client APIs) and one `GET /api/events` follower. *Jobs read by watchers* is "
-        "`job_watcher_reads_total`, *their DB commands* "
+        f"{fmt(section.get('seconds'), 0)} s: {offered}) ran {len(runs)} times, in this order: "
+        f"{order}, each beside one job of {fmt(section.get('watched_operations'))} operations "
+        "submitted as the run starts, each after Kafka's backlog settled. *With*: "
+        f"{clients} clients waiting for that job to complete (half on "
+        "`GET /api/jobs/{id}/events`, half with `?wait=60`, over the three client APIs), one "
+        "`GET /api/events` follower"
+        + (
+            ", and one client doing what the dashboard's job page does on that job (its event "
+            "stream, the first page of 50 operations as it opens and again when it sees the job "
+            "complete, and a read of the job whenever its stream says nothing for 3 s)"
+            if any(h.get("dashboard") for h in runs)
+            else " (no dashboard job page in this run)"
+        )
+        + ". *Jobs read by watchers* is `job_watcher_reads_total`, *their DB commands* "
         '`mongo_commands_total{origin="api-watch"}`, both from the workers\' /metrics; each '
-        "stream opened and each wait answered reads its first state once, so *beyond first "
-        "state* = jobs read minus watches. With watchers / "
-        f"without: **{pct(section.get('ratio'), 1)}** (one pair, in order; on this machine "
-        "runs of the same load differ by several per cent).\n\n" + table(head, rows)
+        "stream opened (the job page's included) and each wait answered reads its first state "
+        "once, so *beyond first state* = jobs read minus watches."
     )
+    scheduled = (section.get("offered_ops_per_s") or 0) * (section.get("seconds") or 0)
+    scheduled /= section.get("operations_per_job") or 1
+    started = [(h.get("load") or {}).get("jobs") for h in runs]
+    if scheduled and any(n is not None and n < 0.95 * scheduled for n in started):
+        posts = [((h.get("load") or {}).get("post_ms") or {}).get("p50") for h in runs]
+        text += (
+            f" The client did not keep to the schedule: of the {fmt(round(scheduled))} jobs due "
+            f"in each run it started {', '.join(fmt(n) for n in started)} (run by run; at most "
+            "256 POSTs in flight, none started after the schedule's end), their POSTs answered "
+            f"in p50 {', '.join(fmt(None if p is None else p / 1000, 1) for p in posts)} s: the "
+            "load each run carried is what the system let in, not the offered one."
+        )
+    if comparison is None:
+        text += " With watchers / without: not measured (a run has no throughput figure)."
+    else:
+        verdict = "met" if (comparison["ratio"] or 0) >= WATCHED_SHARE else "not met"
+        text += (
+            f" With watchers / without: **{pct(comparison['ratio'], 1)}** ({verdict}; "
+            f"{comparison['method']}: {_comparison_text(comparison)})."
+        )
+    text += "\n\n" + table(head, rows)
+    if comparison is not None and len(runs) > 2:
+        by = {True: [], False: []}  # type: dict[bool, list[dict[str, Any]]]
+        for h in runs:
+            by[bool(h.get("watchers"))].append(h)
+        summary = [
+            (
+                name,
+                ", ".join(str(h["run"]) for h in by[key]),
+                ", ".join(
+                    fmt((h.get("load") or {}).get("completed_ops_per_s"), 0) for h in by[key]
+                ),
+                fmt(comparison["mean_ops_per_s"][mean], 0),
+                pct(comparison["spread"][mean], 1),
+            )
+            for name, key, mean in (
+                ("without", False, "without"),
+                (f"with {clients} watchers", True, "with"),
+            )
+        ]
+        text += "\n\n" + table(
+            ("condition", "runs", "completed ops/s, per run", "mean", "spread (max - min) / mean"),
+            summary,
+        )
+    page_runs = [h["dashboard"] for h in runs if h.get("dashboard")]
+    if page_runs:
+        cost = section.get("page_read_commands") or {}
+        pages = sum(p.get("operations_pages") or 0 for p in page_runs)
+        polls = sum(p.get("job_reads") or 0 for p in page_runs)
+        per_page, per_job = cost.get("operations_page"), cost.get("job")
+        estimate = (
+            None if per_page is None or per_job is None else pages * per_page + polls * per_job
+        )
+        text += (
+            f'\n\nThe job page\'s own reads are ordinary API reads (`origin="api-read"`, where '
+            "the benchmark's polling of its small jobs also goes, so the workers' counters "
+            f"cannot tell them apart): over {len(page_runs)} runs it read {pages} operations "
+            f"pages and read the job {polls} times; alone, after the runs, an operations page "
+            f"cost {fmt(per_page, 0)} database commands and a job read {fmt(per_job, 0)}, so "
+            f"about {fmt(estimate, 0)} commands in all. Its event streams' first states are "
+            "among the watchers' reads above."
+        )
+    return text
 
 
 def _facts(meta: dict[str, Any]) -> str:
@@ -617,16 +814,11 @@ def _main_table(results: dict[str, Any]) -> str:
         (
             f"small jobs with {(results.get('watchers') or {}).get('clients', '?')} watchers / "
             "without (same run)",
-            pct((results.get("watchers") or {}).get("ratio"), 1),
+            _watch_share(results),
         ),
         (
             "database reads by watchers beyond each watch's first state",
-            fmt(
-                ((watcher_halves(results) or ({}, {}))[1].get("db") or {}).get(
-                    "job_reads_beyond_first_state"
-                ),
-                0,
-            ),
+            fmt((watcher_reads(results) or {}).get("beyond"), 0),
         ),
         (
             "peak RSS, largest worker",
@@ -634,6 +826,21 @@ def _main_table(results: dict[str, Any]) -> str:
         ),
     ]
     return table(("figure", "value"), rows)
+
+
+def _watch_share(results: dict[str, Any]) -> str:
+    """The facts table's throughput with watchers / without, with its noise when measured."""
+    comparison = watcher_comparison(results.get("watchers") or {})
+    if comparison is None:
+        return DASH
+    text = pct(comparison["ratio"], 1)
+    if comparison.get("noise") is not None:
+        runs = comparison["runs"]
+        text += (
+            f" ({runs['with']} + {runs['without']} runs, alternating; repeats of one condition "
+            f"differ by up to {pct(comparison['noise'], 1)})"
+        )
+    return text
 
 
 def _page_p99(listing: dict[str, Any] | None) -> float | None:
