@@ -1059,3 +1059,47 @@ def test_a_skipped_prefilled_run_fails_both_targets_and_says_why() -> None:
 )
 def test_the_next_page_follows_the_listings_own_link(body: dict[str, Any], expected: str) -> None:
     assert next_page_url("http://h:1", body, 2, 100) == expected
+
+
+# --- the watchers section: runs in alternating pairs, judged against their own noise -------------
+
+
+def watch_run(completed: float | None, watchers: bool) -> dict[str, Any]:
+    return {"watchers": watchers, "load": {"completed_ops_per_s": completed}}
+
+
+def test_the_watchers_ratio_is_the_sum_of_with_over_without_with_pairs_in_their_order() -> None:
+    section = {
+        "halves": [
+            watch_run(200, False),
+            watch_run(210, True),
+            watch_run(300, True),
+            watch_run(250, False),
+        ]
+    }
+    comparison = report.watcher_comparison(section)
+    assert comparison is not None
+    assert comparison["ratio"] == pytest.approx(510 / 450)
+    assert [(p["runs"], p["first"]) for p in comparison["pairs"]] == [
+        ([1, 2], "without"),
+        ([3, 4], "with"),
+    ]
+    assert comparison["pairs"][0]["ratio"] == pytest.approx(210 / 200)
+    assert comparison["pairs"][1]["ratio"] == pytest.approx(300 / 250)
+    assert comparison["spread"]["without"] == pytest.approx(50 / 225)
+    assert comparison["spread"]["with"] == pytest.approx(90 / 255)
+    assert comparison["noise"] == pytest.approx(90 / 255)
+    assert comparison["within_noise"] is True  # a 13 % gap inside a 35 % spread
+
+
+def test_no_watchers_ratio_when_a_run_has_no_figure() -> None:
+    section = {"halves": [watch_run(200, False), watch_run(None, True)]}
+    assert report.watcher_comparison(section) is None
+    assert report.watcher_comparison({"halves": [watch_run(200, False)]}) is None
+
+
+def test_a_single_pair_has_no_measure_of_the_noise() -> None:
+    comparison = report.watcher_comparison({"halves": [watch_run(100, False), watch_run(90, True)]})
+    assert comparison is not None
+    assert comparison["ratio"] == pytest.approx(0.9)
+    assert comparison["noise"] is None and comparison["within_noise"] is None
