@@ -509,6 +509,12 @@ function jobsPage(main, ctx, params) {
       counts[data.status] += 1;
       showCounts();
     }
+    if (status && data.status !== status) { // no longer in the filtered list: refill the page
+      entry.tr.remove();
+      rows.delete(data.id);
+      reloadSoon();
+      return;
+    }
     entry.update(data);
   }
 
