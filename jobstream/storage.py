@@ -97,6 +97,8 @@ CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
 SLOTS_AT_ONCE = 8
 #: Longest a listing's total is reused (FerretDB's estimate; a count by status), in seconds.
 TOTAL_EVERY = 5.0
+#: Below this many jobs by PostgreSQL's statistics, the FerretDB form counts them by reading them.
+COUNTED_BELOW = 1000
 #: In-progress jobs the FerretDB form reads at most for a page of them (it sorts them itself).
 IN_PROGRESS_READ = 10_000
 #: The job fields the API shows (the operation arrays stay in the database).
@@ -656,7 +658,8 @@ class MongoRepository:
         (and `count`) by reading every document, and its `collStats` command runs ANALYZE first
         (internal/handler/msg_collstats.go: `Refresh: true`; 0.4-0.6 s on 100,000 jobs), so
         there it is the `$collStats` stage's count, which reads PostgreSQL's statistics as they
-        are (pg_class.reltuples, kept by autovacuum), at most every TOTAL_EVERY s.
+        are (pg_class.reltuples, kept by autovacuum), at most every TOTAL_EVERY s; below
+        COUNTED_BELOW, where those statistics are missing or stale, a bounded read counts them.
         """
         if (await self.forms()).dialect == "mongodb":
             return await self._jobs.estimated_document_count()
@@ -665,6 +668,12 @@ class MongoRepository:
             cursor = await self._jobs.aggregate([{"$collStats": {"count": {}}}])
             stats = await cursor.to_list()
             total = max(int(stats[0].get("count", 0)) if stats else 0, 0)
+            if total < COUNTED_BELOW:
+                # A new table has no statistics (reltuples -1: 0 here), and autovacuum analyzes
+                # only after 50 rows and 10 % changed: a small collection is read instead, at most
+                # COUNTED_BELOW ids (a limit without a filter is pushed down to PostgreSQL).
+                ids = self._jobs.find({}, {"_id": 1}).limit(COUNTED_BELOW)
+                total = max(total, len(await ids.to_list()))
             self._total = (time.monotonic(), total)
         return total
 

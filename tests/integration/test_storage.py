@@ -355,6 +355,17 @@ async def test_completed_jobs_expire_after_the_retention_period(repository: Repo
     assert await repository.expired_jobs(utcnow() + timedelta(seconds=1), 10) == [done]
 
 
+async def test_a_few_jobs_are_counted_exactly_though_the_database_has_no_statistics_yet(
+    mongo_repository: MongoRepository,
+) -> None:
+    # Given five jobs in a new collection (PostgreSQL has not analyzed it: FerretDB's estimate
+    # from its statistics is 0)
+    for job_id in job_ids(5):
+        await mongo_repository.create_job(job_id, ["1"])
+    # Then the listing's total counts them all, even on a page of one
+    assert (await mongo_repository.list_jobs(1)).total == 5
+
+
 async def test_a_small_job_is_one_document_and_a_big_one_a_document_per_hundred(
     mongo_repository: MongoRepository, mongo_db: AsyncDatabase
 ) -> None:
