@@ -123,7 +123,7 @@ def wait_until_completed(driver: WebDriver) -> WebElement:
     return bar
 
 
-def listed(driver: WebDriver) -> dict[str, str]:
+def rows_by_job(driver: WebDriver) -> dict[str, str]:
     """The jobs list's rows: job id -> status, in order."""
     rows = driver.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr")
     return {row.get_attribute("data-job-id"): row.get_attribute("data-status") for row in rows}
@@ -145,7 +145,7 @@ def filter_jobs(driver: WebDriver, status: str) -> None:
         lambda d: (
             (f"status={status}" in d.current_url) == bool(status)
             and d.find_element(By.ID, "status-filter").get_property("value") == status
-            and (listed(d) or "No job with this status." in text(d, "main"))
+            and (rows_by_job(d) or "No job with this status." in text(d, "main"))
         ),
         what=f"the list filtered on {status or 'nothing'}",
     )
@@ -315,30 +315,30 @@ def test_jobs_list_shows_jobs_newest_first_with_progress_and_totals(
         # When the list is filtered to the jobs in progress
         filter_jobs(page, "in_progress")
         # Then only jobs in progress are listed, the big one among them while it runs
-        wait_for(page, lambda d: big in listed(d), what="the big job listed in progress")
-        assert set(listed(page).values()) == {"in_progress"}
-        assert not set(small) & set(listed(page))
+        wait_for(page, lambda d: big in rows_by_job(d), what="the big job listed in progress")
+        assert set(rows_by_job(page).values()) == {"in_progress"}
+        assert not set(small) & set(rows_by_job(page))
         # and when it completes, it leaves the list (the page refills from the API)
         wait_for(
             page,
-            lambda d: big not in listed(d),
+            lambda d: big not in rows_by_job(d),
             timeout=120,
             what="the big job gone once completed",
         )
-        assert set(listed(page).values()) <= {"in_progress"}
+        assert set(rows_by_job(page).values()) <= {"in_progress"}
 
         # When the list is filtered to the completed jobs
         filter_jobs(page, "completed")
         # Then they are listed newest first, the big one first, none in progress
-        wait_for(page, lambda d: list(listed(d))[:4] == [big, *small[::-1]], what="completed")
-        assert set(listed(page).values()) == {"completed"}
+        wait_for(page, lambda d: list(rows_by_job(d))[:4] == [big, *small[::-1]], what="completed")
+        assert set(rows_by_job(page).values()) == {"completed"}
         assert count_in(page, "#total-completed") >= 4
         row = page.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{small[1]}']")
         assert "2 ok · 1 failed · 0 pending of 3" in row.text
         screenshot(page, "jobs-completed.png")
         # And "All" lists every status again
         filter_jobs(page, "")
-        wait_for(page, lambda d: list(listed(d))[:4] == [big, *small[::-1]], what="all jobs")
+        wait_for(page, lambda d: list(rows_by_job(d))[:4] == [big, *small[::-1]], what="all jobs")
     finally:
         requests.delete(f"{API}/api/jobs/{big}", headers=AUTH_HEADERS, timeout=30)
 

@@ -597,7 +597,9 @@ function jobPage(main, ctx, id, params) {
     facts.finished.replaceChildren(timeElement(job.finished_at, true));
     facts.duration.textContent = jobDuration(job);
     if (job.status === 'completed' && !wasFinal) {
-      if (source !== 'first') loadOperations(); // the results are all there now
+      // The results are all there now. Also when the first state is already completed: the
+      // operations were read at the same time, possibly just before the job completed.
+      loadOperations();
       showConnection('idle');
     }
   }
