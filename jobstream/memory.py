@@ -17,6 +17,7 @@ from typing import Any
 from jobstream.errors import NotFound
 from jobstream.models import (
     Job,
+    ListedStatus,
     Operation,
     OperationResult,
     OperationStatus,
@@ -99,14 +100,23 @@ class MemoryRepository:
         self._enter("get_job")
         return self._visible(job_id).job
 
-    async def list_jobs(self, size: int, *, after: str | None = None, page: int = 1) -> JobPage:
+    async def list_jobs(
+        self,
+        size: int,
+        *,
+        after: str | None = None,
+        page: int = 1,
+        status: ListedStatus | None = None,
+    ) -> JobPage:
         self._enter("list_jobs")
+        wanted = VISIBLE if status is None else (status,)
         jobs = sorted(
-            (s.job for s in self._jobs.values() if s.status in VISIBLE),
+            (s.job for s in self._jobs.values() if s.status in wanted),
             key=lambda job: job.id,
             reverse=True,
         )
-        total = len(self._jobs)  # like MongoDB's estimate, it counts jobs being deleted
+        # like MongoDB's estimate, the total of all jobs counts jobs being deleted
+        total = len(self._jobs) if status is None else len(jobs)
         if after is not None:
             jobs = [job for job in jobs if job.id < after]
         else:

@@ -13,6 +13,9 @@ import orjson
 T = TypeVar("T")
 
 JobStatus = Literal["in_progress", "completed", "cancelled"]
+#: The statuses the jobs listing can be filtered on (a deleted job is never listed).
+ListedStatus = Literal["in_progress", "completed"]
+LISTED_STATUSES: tuple[ListedStatus, ...] = ("in_progress", "completed")
 OperationStatus = Literal["pending", "succeeded", "failed"]
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -56,6 +57,7 @@ from pymongo.errors import (
 from jobstream.errors import NotFound, StorageError
 from jobstream.models import (
     Job,
+    ListedStatus,
     Operation,
     OperationResult,
     OperationStatus,
@@ -67,6 +69,7 @@ from jobstream.names import CHUNKS, JOBS, LISTING
 # Storage takes its tracer from OpenTelemetry itself: it imports nothing of the web stack or of
 # prometheus-client (command metrics come in as PyMongo event listeners, see `connect`).
 tracer = trace.get_tracer("jobstream.storage")
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,8 +95,12 @@ VISIBLE = {"$in": ["in_progress", "completed"]}
 CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
 #: Slots of the slot index whose jobs the FerretDB listing reads at once, at most.
 SLOTS_AT_ONCE = 8
-#: Longest the FerretDB form reuses its estimate of the jobs count, in seconds.
+#: Longest a listing's total is reused (FerretDB's estimate; a count by status), in seconds.
 TOTAL_EVERY = 5.0
+#: Below this many jobs by PostgreSQL's statistics, the FerretDB form counts them by reading them.
+COUNTED_BELOW = 1000
+#: In-progress jobs the FerretDB form reads at most for a page of them (it sorts them itself).
+IN_PROGRESS_READ = 10_000
 #: The job fields the API shows (the operation arrays stay in the database).
 JOB_FIELDS = {"ops": 0, "res": 0}
 
@@ -147,7 +154,8 @@ class JobPage:
     jobs: list[Job]
     #: the cursor of the next page (the last job's id), or None when this is the last page
     next: str | None
-    #: how many jobs there are, approximately (it may count jobs being deleted)
+    #: how many jobs there are (of the status asked for), approximately: it may count jobs being
+    #: deleted, lag a few seconds, and on FerretDB the completed ones are estimated
     total: int
 
 
@@ -159,7 +167,14 @@ class Repository(Protocol):
     # -- the API ------------------------------------------------------------------------------
     async def create_job(self, job_id: str, expressions: Sequence[str]) -> Job: ...
     async def get_job(self, job_id: str) -> Job: ...
-    async def list_jobs(self, size: int, *, after: str | None = None, page: int = 1) -> JobPage: ...
+    async def list_jobs(
+        self,
+        size: int,
+        *,
+        after: str | None = None,
+        page: int = 1,
+        status: ListedStatus | None = None,
+    ) -> JobPage: ...
     async def delete_job(self, job_id: str) -> None: ...
     async def get_operation(self, job_id: str, index: int) -> Operation: ...
     async def list_operations(
@@ -255,7 +270,10 @@ class Forms:
     of a command until the whole command ends; so there the same work
     goes as concurrent single-document commands with equality filters. For the same reason it
     cannot page jobs newest first without reading them all (its sorts are never pushed down: the
-    first page of 200,000 jobs took 36 s), so there the listing walks a `SlotIndex` instead.
+    first page of 200,000 jobs took 36 s), so there the listing walks a `SlotIndex` instead, and
+    the listing by status does too (completed), or reads the few jobs in progress by equality and
+    sorts them itself (`MongoRepository._list_in_progress`); nor can it count the completed jobs
+    without reading them, so their total is estimated.
     """
 
     def __init__(self, dialect: Dialect) -> None:
@@ -436,6 +454,8 @@ class MongoRepository:
         self._chunks = self._db[CHUNKS]
         self._slots = SlotIndex(self._db[LISTING])
         self._total: tuple[float, int] = (float("-inf"), 0)
+        #: status -> (when counted, count): the listing's totals by status
+        self._counts: dict[str, tuple[float, int]] = {}
         self._forms = None if dialect is None else Forms(dialect)
 
     @classmethod
@@ -484,9 +504,11 @@ class MongoRepository:
     async def ensure_indexes(self) -> None:
         """Create the collections and their indexes (idempotent; run once, by bootstrap).
 
-        The jobs listing needs none: it pages on `_id`, which is creation order.
+        The jobs listing pages on `_id`, which is creation order; by status, on `(status, _id)`,
+        which also covers its count.
         """
         await self._jobs.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
+        await self._jobs.create_index([("status", ASCENDING), ("_id", DESCENDING)])
         await self._chunks.create_index([("job_id", ASCENDING), ("bucket", ASCENDING)])
 
     @_converted
@@ -535,30 +557,59 @@ class MongoRepository:
         return _job(doc)
 
     @_converted
-    async def list_jobs(self, size: int, *, after: str | None = None, page: int = 1) -> JobPage:
-        """A page of jobs, newest first: those created before the job `after` (keyset), or the
-        `page`-th page of `size` (offset, kept for the API's `?page=`)."""
+    async def list_jobs(
+        self,
+        size: int,
+        *,
+        after: str | None = None,
+        page: int = 1,
+        status: ListedStatus | None = None,
+    ) -> JobPage:
+        """A page of jobs (of one status, when given), newest first: those created before the job
+        `after` (keyset), or the `page`-th page of `size` (offset, kept for the API's `?page=`)."""
         skip = 0 if after is not None else (page - 1) * size
         if (await self.forms()).dialect == "ferretdb":
-            jobs = await self._list_by_slots(skip + size, after)
+            if status == "in_progress":
+                jobs = await self._list_in_progress(skip + size, after)
+            else:
+                jobs = await self._list_by_slots(skip + size, after, status)
             jobs = jobs[skip:]
         else:
-            query: dict[str, Any] = {"status": VISIBLE}
+            # served by the `_id` index, or by `(status, _id)` with a status
+            query: dict[str, Any] = {"status": VISIBLE if status is None else status}
             if after is not None:
                 query["_id"] = {"$lt": after}
             cursor = self._jobs.find(query, JOB_FIELDS).sort("_id", DESCENDING).skip(skip)
             jobs = [_job(doc) async for doc in cursor.limit(size)]
-        total = await self._estimated_total()
-        # never less than what the pages up to this one show
-        total = max(total, skip + len(jobs) + (1 if len(jobs) == size else 0))
-        return JobPage(jobs, jobs[-1].id if len(jobs) == size else None, total)
+        full = len(jobs) == size
+        if status is None or (status == "completed" and await self._completed_estimated()):
+            # an estimate: never less than what the pages up to this one show, and one more when
+            # this page is full (there may be a next)
+            total = (
+                await self._estimated_total() if status is None else await self._total_of(status)
+            )
+            total = max(total, skip + len(jobs) + (1 if full else 0))
+        else:
+            # a count (at most TOTAL_EVERY s old): never less than what the pages show
+            total = max(await self._total_of(status), skip + len(jobs))
+        return JobPage(jobs, jobs[-1].id if full else None, total)
 
-    async def _list_by_slots(self, count: int, after: str | None) -> list[Job]:
-        """The newest `count` visible jobs (before `after`), from the slot index (FerretDB):
-        the newest slot first, then twice as many slots at a time, up to SLOTS_AT_ONCE."""
+    async def _completed_estimated(self) -> bool:
+        """Whether the completed jobs' total is an estimate (FerretDB), not a count."""
+        return (await self.forms()).dialect == "ferretdb"
+
+    async def _list_by_slots(
+        self, count: int, after: str | None, status: ListedStatus | None = None
+    ) -> list[Job]:
+        """The newest `count` visible jobs (of `status`, if given; before `after`), from the slot
+        index (FerretDB): the newest slot first, then twice as many slots at a time, up to
+        SLOTS_AT_ONCE. A slot is read by equality on `slot` alone, with or without a status (the
+        status is kept here), so a filtered page reads the same slots as an unfiltered one, plus
+        those holding the jobs it leaves out."""
         start = job_created_at(after) if after is not None else None
         # from the cursor's slot, or from a minute ahead (a worker's clock may be ahead)
         before = slot_of(start or utcnow() + timedelta(minutes=1))
+        wanted = VISIBLE["$in"] if status is None else [status]
         jobs: list[Job] = []
         pending: list[int] = []
         batch = 1
@@ -567,7 +618,7 @@ class MongoRepository:
             found = await _each(slots, lambda s: self._jobs.find({"slot": s}, JOB_FIELDS).to_list())
             for docs in found:
                 for doc in sorted(docs, key=lambda d: d["_id"], reverse=True):
-                    if doc["status"] in VISIBLE["$in"] and (after is None or doc["_id"] < after):
+                    if doc["status"] in wanted and (after is None or doc["_id"] < after):
                         jobs.append(_job(doc))
 
         async for slot in self._slots.slots(before=before):
@@ -581,6 +632,50 @@ class MongoRepository:
             await read(pending)
         return jobs[:count]
 
+    async def _list_in_progress(self, count: int, after: str | None) -> list[Job]:
+        """The newest `count` jobs in progress (before `after`) on FerretDB.
+
+        FerretDB pushes `{"status": "in_progress"}` down to PostgreSQL (the GIN index on `status`
+        of scripts/infra/postgres/ferretdb-indexes.sql serves it) but neither a sort, a range on
+        `_id` nor a limit beside a filter, so the jobs in progress are read by that equality alone
+        and sorted and paged here. They are few (a job is in progress for seconds), so the cost
+        follows them, not the completed jobs stored; at most IN_PROGRESS_READ are read, and a
+        listing past that says so in the log (its order is then that of the ones read).
+        """
+        cursor = self._jobs.find({"status": "in_progress"}, JOB_FIELDS).limit(IN_PROGRESS_READ + 1)
+        docs = await cursor.to_list()
+        if len(docs) > IN_PROGRESS_READ:
+            docs = docs[:IN_PROGRESS_READ]
+            trace.get_current_span().set_attribute("jobstream.listing.truncated", True)
+            log.warning(
+                "more than %d jobs in progress: the in-progress listing shows the newest of the "
+                "%d it read, not of all",
+                IN_PROGRESS_READ,
+                IN_PROGRESS_READ,
+            )
+        if after is not None:
+            docs = [doc for doc in docs if doc["_id"] < after]
+        docs.sort(key=lambda d: d["_id"], reverse=True)
+        return [_job(doc) for doc in docs[:count]]
+
+    async def _total_of(self, status: ListedStatus) -> int:
+        """How many jobs have this status, reused for TOTAL_EVERY s.
+
+        MongoDB: `count_documents`, covered by the `(status, _id)` index. FerretDB: exact for
+        `in_progress` (an equality it pushes down; they are few), but counting the completed jobs
+        would read every one of them, so that is the estimated total minus those in progress.
+        """
+        at, total = self._counts.get(status, (float("-inf"), 0))
+        if time.monotonic() - at <= TOTAL_EVERY:
+            return total
+        if (await self.forms()).dialect == "ferretdb" and status == "completed":
+            in_progress = await self._total_of("in_progress")
+            total = max(await self._estimated_total() - in_progress, 0)
+        else:
+            total = await self._jobs.count_documents({"status": status})
+        self._counts[status] = (time.monotonic(), total)
+        return total
+
     async def _estimated_total(self) -> int:
         """How many jobs are stored, approximately (jobs being deleted included).
 
@@ -588,7 +683,8 @@ class MongoRepository:
         (and `count`) by reading every document, and its `collStats` command runs ANALYZE first
         (internal/handler/msg_collstats.go: `Refresh: true`; 0.4-0.6 s on 100,000 jobs), so
         there it is the `$collStats` stage's count, which reads PostgreSQL's statistics as they
-        are (pg_class.reltuples, kept by autovacuum), at most every TOTAL_EVERY s.
+        are (pg_class.reltuples, kept by autovacuum), at most every TOTAL_EVERY s; below
+        COUNTED_BELOW, where those statistics are missing or stale, a bounded read counts them.
         """
         if (await self.forms()).dialect == "mongodb":
             return await self._jobs.estimated_document_count()
@@ -597,6 +693,12 @@ class MongoRepository:
             cursor = await self._jobs.aggregate([{"$collStats": {"count": {}}}])
             stats = await cursor.to_list()
             total = max(int(stats[0].get("count", 0)) if stats else 0, 0)
+            if total < COUNTED_BELOW:
+                # A new table has no statistics (reltuples -1: 0 here), and autovacuum analyzes
+                # only after 50 rows and 10 % changed: a small collection is read instead, at most
+                # COUNTED_BELOW ids (a limit without a filter is pushed down to PostgreSQL).
+                ids = self._jobs.find({}, {"_id": 1}).limit(COUNTED_BELOW)
+                total = max(total, len(await ids.to_list()))
             self._total = (time.monotonic(), total)
         return total
 

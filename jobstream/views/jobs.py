@@ -16,7 +16,14 @@ from aiohttp import web as aioweb
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import InvalidJob, JobTooLarge, NotFound
 from jobstream.jobevents import JobChange
-from jobstream.models import OperationRequest, OperationStatus, new_job_id, request_messages
+from jobstream.models import (
+    LISTED_STATUSES,
+    ListedStatus,
+    OperationRequest,
+    OperationStatus,
+    new_job_id,
+    request_messages,
+)
 from jobstream.settings import Settings
 from jobstream.storage import Repository
 from jobstream.submission import SubmissionLimits, parse_body
@@ -74,6 +81,16 @@ def operation_status_from(query: Any) -> OperationStatus | None:
         return None
     if raw not in OPERATION_STATUSES:
         raise InvalidJob(f"status must be one of {', '.join(OPERATION_STATUSES)}, got {raw[:20]!r}")
+    return raw  # type: ignore[no-any-return]
+
+
+def job_status_from(query: Any) -> ListedStatus | None:
+    """The optional `status` filter of the jobs listing, validated."""
+    raw = query.get("status")
+    if raw is None:
+        return None
+    if raw not in LISTED_STATUSES:
+        raise InvalidJob(f"status must be one of {', '.join(LISTED_STATUSES)}, got {raw[:20]!r}")
     return raw  # type: ignore[no-any-return]
 
 
@@ -211,7 +228,8 @@ def register_job_views(
         async def get(self, request: aioweb.Request) -> aioweb.Response:
             page, size = page_from(request.query)
             after = cursor_from(request.query)
-            listing = await repository.list_jobs(size, after=after, page=page)
+            status = job_status_from(request.query)
+            listing = await repository.list_jobs(size, after=after, page=page, status=status)
             body: dict[str, Any] = {
                 "size": size,
                 "total": listing.total,

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 from aiohttp import web as aioweb
 
+from jobstream.models import LISTED_STATUSES
 from jobstream.settings import Settings
 from jobstream.telemetry import Metrics
 from jobstream.views.base import JsonView
@@ -141,7 +142,10 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     }
     protected = {"401": UNAUTHORIZED} if settings.api_tokens else {}
     common = {**protected, "503": UNAVAILABLE}
-    bad = {"400": _problem("Malformed id, page or size"), "404": _problem("No such job")}
+    bad = {
+        "400": _problem("Malformed id, page, size, cursor or status"),
+        "404": _problem("No such job"),
+    }
     limits = {
         "x-max-body-bytes": settings.max_body_bytes,
         "x-max-line-length": settings.max_line_length,
@@ -194,10 +198,20 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "summary": "List jobs, newest first",
                     "description": (
                         "Page by `cursor` (the `next` of the previous page; cheap however many "
-                        "jobs are stored) or by `page` number (ignored with a cursor). `total` is "
-                        "approximate: it may count jobs being deleted."
+                        "jobs are stored) or by `page` number (ignored with a cursor). With "
+                        "`status`, only the jobs in that status, and `total` counts those. "
+                        "`total` is approximate: it may count jobs being deleted or lag a few "
+                        "seconds, and on FerretDB the completed jobs' total is estimated."
                     ),
-                    "parameters": [*PAGE, CURSOR],
+                    "parameters": [
+                        *PAGE,
+                        CURSOR,
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": list(LISTED_STATUSES)},
+                        },
+                    ],
                     "responses": {
                         "200": _ok("A page of jobs", "JobPage"),
                         "400": bad["400"],

@@ -25,7 +25,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -121,6 +121,39 @@ def wait_until_completed(driver: WebDriver) -> WebElement:
     )
     wait_for(driver, lambda d: text(d, "#job-status") == "Completed", what="status Completed")
     return bar
+
+
+def rows_by_job(driver: WebDriver) -> dict[str, str]:
+    """The jobs list's rows: job id -> status, in order."""
+    rows = driver.find_elements(By.CSS_SELECTOR, "#jobs-table tbody tr")
+    return {row.get_attribute("data-job-id"): row.get_attribute("data-status") for row in rows}
+
+
+def filter_jobs(driver: WebDriver, status: str) -> None:
+    """Choose a status in the jobs list's filter ("" for all) and wait for the list it gives."""
+    toolbar = wait_for(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "jobs-toolbar").is_displayed()
+            and d.find_element(By.ID, "status-filter")
+        ),
+        what="the status filter (shown once the API's document offers it)",
+    )
+    Select(toolbar).select_by_value(status)
+    wait_for(
+        driver,
+        lambda d: (
+            (f"status={status}" in d.current_url) == bool(status)
+            and d.find_element(By.ID, "status-filter").get_property("value") == status
+            and (rows_by_job(d) or "No job with this status." in text(d, "main"))
+        ),
+        what=f"the list filtered on {status or 'nothing'}",
+    )
+
+
+def count_in(driver: WebDriver, selector: str) -> int:
+    """A totals card's number (it shows "…" while loading and "—" when unknown)."""
+    return int(text(driver, selector).replace(",", ""))
 
 
 def screenshot(driver: WebDriver, name: str) -> None:
@@ -266,17 +299,46 @@ def test_jobs_list_shows_jobs_newest_first_with_progress_and_totals(
             return int(bar.get_attribute("aria-valuenow"))
 
         wait_for(page, lambda d: 20 <= percent(d) < 100, timeout=60, what="the big job part-way")
-        screenshot(page, "jobs.png")
+        # And the totals by status show numbers, which add up to no more than all jobs
         wait_for(
             page,
-            lambda d: (
-                d.find_element(By.CSS_SELECTOR, row).get_attribute("data-status") == "completed"
+            lambda d: all(
+                text(d, f"#total-{s}").replace(",", "").isdigit()
+                for s in ("in-progress", "completed")
             ),
-            timeout=120,
-            what="the big job completed in the list",
+            what="totals by status",
         )
+        assert count_in(page, "#total-in-progress") >= 1  # the big job at least
+        assert count_in(page, "#total-completed") >= 2  # the small ones that completed
+        screenshot(page, "jobs.png")
+
+        # When the list is filtered to the jobs in progress
+        filter_jobs(page, "in_progress")
+        # Then only jobs in progress are listed, the big one among them while it runs
+        wait_for(page, lambda d: big in rows_by_job(d), what="the big job listed in progress")
+        assert set(rows_by_job(page).values()) == {"in_progress"}
+        assert not set(small) & set(rows_by_job(page))
+        # and when it completes, it leaves the list (the page refills from the API)
+        wait_for(
+            page,
+            lambda d: big not in rows_by_job(d),
+            timeout=120,
+            what="the big job gone once completed",
+        )
+        assert set(rows_by_job(page).values()) <= {"in_progress"}
+
+        # When the list is filtered to the completed jobs
+        filter_jobs(page, "completed")
+        # Then they are listed newest first, the big one first, none in progress
+        wait_for(page, lambda d: list(rows_by_job(d))[:4] == [big, *small[::-1]], what="completed")
+        assert set(rows_by_job(page).values()) == {"completed"}
+        assert count_in(page, "#total-completed") >= 4
         row = page.find_element(By.CSS_SELECTOR, f"tr[data-job-id='{small[1]}']")
         assert "2 ok · 1 failed · 0 pending of 3" in row.text
+        screenshot(page, "jobs-completed.png")
+        # And "All" lists every status again
+        filter_jobs(page, "")
+        wait_for(page, lambda d: list(rows_by_job(d))[:4] == [big, *small[::-1]], what="all jobs")
     finally:
         requests.delete(f"{API}/api/jobs/{big}", headers=AUTH_HEADERS, timeout=30)
 

@@ -149,6 +149,15 @@ async def test_bad_page_or_size_gets_400(stack: Stack, query: str) -> None:
     assert_problem(status, body, 400)
 
 
+@pytest.mark.parametrize("raw", ["deleted", "cancelled", "", "Completed", "in_progress,completed"])
+async def test_unknown_job_status_filter_gets_400_naming_the_statuses(
+    stack: Stack, raw: str
+) -> None:
+    status, body, _ = await stack.request("GET", "/api/jobs", params={"status": raw})
+    assert_problem(status, body, 400)
+    assert "status must be one of in_progress, completed" in body["message"]
+
+
 async def test_unknown_route_and_method_answer_json(stack: Stack) -> None:
     status, body, _ = await stack.request("GET", "/api/nothing-here")
     assert_problem(status, body, 404)

@@ -131,6 +131,50 @@ async def test_jobs_are_listed_newest_first_in_pages(stack: Stack) -> None:
     assert default["page"] == 1 and default["size"] == 30
 
 
+async def test_jobs_are_listed_by_status_and_a_completing_job_changes_listing(
+    stack: Stack,
+) -> None:
+    # Given three small completed jobs, then a big one still running
+    done = [await stack.submit(f"{n} * 2\n") for n in range(3)]
+    for job_id in done:
+        await stack.wait_completed(job_id)
+    big = await stack.submit("\n".join(f"{n} * {n} + 1 / 8" for n in range(30_000)))
+    try:
+        # When the jobs in progress are listed
+        status, running, _ = await stack.request("GET", "/api/jobs?status=in_progress&size=100")
+        assert status == 200
+        still_running = (await stack.job(big))["status"] == "in_progress"
+        assert still_running, "the big job completed before it could be listed in progress"
+        # Then the big job is there, and nothing there is completed; total counts at least it
+        assert big in [job["id"] for job in running["items"]]
+        assert {job["status"] for job in running["items"]} == {"in_progress"}
+        assert running["total"] >= 1
+        # When the completed jobs are paged by cursor, two at a time
+        seen: list[dict] = []
+        _, page, _ = await stack.request("GET", "/api/jobs?status=completed&size=2")
+        seen += page["items"]
+        while page["next"] is not None and len(seen) < 4:
+            query = f"/api/jobs?status=completed&size=2&cursor={page['next']}"
+            _, page, _ = await stack.request("GET", query)
+            assert "page" not in page  # paged by cursor
+            seen += page["items"]
+        # Then they come newest first without repeats, all completed, the three new ones first
+        ids = [job["id"] for job in seen]
+        assert ids[:3] == done[::-1]
+        assert ids == sorted(set(ids), reverse=True)
+        assert {job["status"] for job in seen} == {"completed"}
+        assert big not in ids
+        # When the big job completes, Then it is listed completed, and no longer in progress
+        await stack.wait_completed(big, timeout=120)
+        _, completed, _ = await stack.request("GET", "/api/jobs?status=completed&size=1")
+        assert [job["id"] for job in completed["items"]] == [big]
+        assert completed["total"] >= 4
+        _, running, _ = await stack.request("GET", "/api/jobs?status=in_progress&size=100")
+        assert big not in [job["id"] for job in running["items"]]
+    finally:
+        await stack.request("DELETE", f"/api/jobs/{big}")
+
+
 async def test_page_past_the_end_is_empty(stack: Stack) -> None:
     status, body, _ = await stack.request("GET", "/api/jobs?page=100000&size=100")
     assert status == 200

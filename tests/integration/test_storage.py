@@ -217,6 +217,84 @@ async def test_jobs_are_listed_newest_first_by_cursor_or_page(repository: Reposi
     assert ([job.id for job in by_page.jobs], by_page.next) == (newest[3:], None)
 
 
+async def _is_ferretdb_form(repository: Repository) -> bool:
+    return isinstance(repository, MongoRepository) and (
+        (await repository.forms()).dialect == "ferretdb"
+    )
+
+
+async def test_jobs_are_listed_by_status_newest_first_with_their_totals(
+    repository: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jobstream.storage.TOTAL_EVERY", 0.0)  # totals counted on every call
+    # Given seven jobs: four completed, two in progress, and one in progress then deleted
+    ids = job_ids(7)
+    for job_id in ids:
+        await repository.create_job(job_id, ["1"])
+    completed = [ids[5], ids[4], ids[2], ids[0]]  # newest first
+    for job_id in completed:
+        await repository.store_results([ok(job_id, 1, total=1)], [Progress(job_id, 1, 0, True)])
+    await repository.delete_job(ids[6])
+    running = [ids[3], ids[1]]
+
+    # When the completed jobs are paged by cursor, three at a time
+    first = await repository.list_jobs(3, status="completed")
+    second = await repository.list_jobs(3, after=first.next, status="completed")
+    # Then they come newest first, none in progress or deleted, and the pages do not overlap
+    assert ([job.id for job in first.jobs], first.next) == (completed[:3], completed[2])
+    assert ([job.id for job in second.jobs], second.next) == (completed[3:], None)
+    assert {job.status for job in first.jobs + second.jobs} == {"completed"}
+    # and by page number too
+    by_page = await repository.list_jobs(2, page=2, status="completed")
+    assert ([job.id for job in by_page.jobs], by_page.next) == (completed[2:], completed[3])
+    # and the total counts the completed ones (estimated on FerretDB, never below what pages show)
+    if await _is_ferretdb_form(repository):
+        assert first.total >= 4
+    else:
+        assert first.total == 4
+
+    # When the jobs in progress are paged one at a time
+    pages = [await repository.list_jobs(1, status="in_progress")]
+    while pages[-1].next is not None:
+        pages.append(await repository.list_jobs(1, after=pages[-1].next, status="in_progress"))
+    # Then both come newest first, the deleted one never, and their total is exact
+    assert [[job.id for job in p.jobs] for p in pages] == [[running[0]], [running[1]], []]
+    assert {job.status for p in pages for job in p.jobs} == {"in_progress"}
+    assert pages[0].total == 2
+
+    # When one of them completes, Then it moves from one listing to the other
+    await repository.store_results([ok(ids[3], 1, total=1)], [Progress(ids[3], 1, 0, True)])
+    in_progress = await repository.list_jobs(10, status="in_progress")
+    assert ([job.id for job in in_progress.jobs], in_progress.total) == ([ids[1]], 1)
+    # (a count is not inflated by a full page: this is what the dashboard's totals ask)
+    assert (await repository.list_jobs(1, status="in_progress")).total == 1
+    done = await repository.list_jobs(10, status="completed")
+    assert [job.id for job in done.jobs] == [ids[5], ids[4], ids[3], ids[2], ids[0]]
+    # and unfiltered, every visible job is listed once
+    every = await repository.list_jobs(10)
+    assert [job.id for job in every.jobs] == ids[5::-1]
+
+
+async def test_in_progress_listing_on_ferretdb_reads_a_bounded_number_and_says_so(
+    mongo_ferretdb: MongoRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    repository = mongo_ferretdb
+    # Given more jobs in progress than the FerretDB form reads for their listing
+    monkeypatch.setattr("jobstream.storage.IN_PROGRESS_READ", 3)
+    for job_id in job_ids(5):
+        await repository.create_job(job_id, ["1"])
+    # When they are listed
+    with caplog.at_level("WARNING", logger="jobstream.storage"):
+        listed = await repository.list_jobs(10, status="in_progress")
+    # Then it lists no more than it read, and says the listing is partial
+    assert len(listed.jobs) == 3
+    assert "more than 3 jobs in progress" in caplog.text
+    # while the total, an equality count, still counts them all
+    assert listed.total == 5
+
+
 async def test_operations_of_a_big_job_page_across_documents(repository: Repository) -> None:
     # Given a job of 2.5 buckets with a failure in each bucket and every fourth one succeeded
     job_id = new_job_id()
@@ -277,6 +355,17 @@ async def test_completed_jobs_expire_after_the_retention_period(repository: Repo
     assert await repository.expired_jobs(utcnow() + timedelta(seconds=1), 10) == [done]
 
 
+async def test_a_few_jobs_are_counted_exactly_though_the_database_has_no_statistics_yet(
+    mongo_repository: MongoRepository,
+) -> None:
+    # Given five jobs in a new collection (PostgreSQL has not analyzed it: FerretDB's estimate
+    # from its statistics is 0)
+    for job_id in job_ids(5):
+        await mongo_repository.create_job(job_id, ["1"])
+    # Then the listing's total counts them all, even on a page of one
+    assert (await mongo_repository.list_jobs(1)).total == 5
+
+
 async def test_a_small_job_is_one_document_and_a_big_one_a_document_per_hundred(
     mongo_repository: MongoRepository, mongo_db: AsyncDatabase
 ) -> None:
@@ -324,7 +413,9 @@ async def test_a_deletion_stopped_half_way_is_invisible_and_a_retry_finishes_it(
     # Then the API no longer sees it, progress updates refuse it, and the sweep finds it
     with pytest.raises(NotFound):
         await repository.get_job(job_id)
-    assert job_id not in {job.id for job in (await repository.list_jobs(100)).jobs}
+    for status in (None, "in_progress", "completed"):
+        listed = await repository.list_jobs(100, status=status)  # type: ignore[arg-type]
+        assert job_id not in {job.id for job in listed.jobs}
     saved = await repository.store_results(
         [ok(job_id, 1, total=BUCKET + 2)], [Progress(job_id, 1, 0, False)]
     )

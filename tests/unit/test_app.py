@@ -23,8 +23,10 @@ from jobstream.app import create_app, faust_process_variables, faust_setting_var
 from jobstream.errors import StorageError
 from jobstream.jobevents import JobChange, JobEventHub, JobEventPublisher
 from jobstream.memory import MemoryRepository
+from jobstream.models import OperationResult, new_job_id
 from jobstream.names import PROGRESS_TABLE
 from jobstream.settings import Settings
+from jobstream.storage import Progress
 from jobstream.telemetry import Metrics
 from jobstream.views import health
 from jobstream.views.health import register_health
@@ -377,6 +379,29 @@ async def test_without_tokens_the_api_is_open(
     response = await client.get("/api/jobs")
     assert response.status == 200
     assert (await response.json())["items"] == []
+
+
+async def test_jobs_listing_filters_by_status_and_refuses_an_unknown_one(
+    serve: Callable[[faust.App], Awaitable[TestClient]],
+) -> None:
+    # Given a client worker with one job in progress and one completed
+    app, repository = build("client")
+    running, done = new_job_id(), new_job_id()
+    for job_id in (running, done):
+        await repository.create_job(job_id, ["1"])
+    result = OperationResult(done, 1, 1, "succeeded", result="1")
+    await repository.store_results([result], [Progress(done, 1, 0, True)])
+    client = await serve(app)
+    # When each status is listed, Then only its jobs come, and total counts them
+    for status, expected in (("in_progress", running), ("completed", done)):
+        body = await (await client.get(f"/api/jobs?status={status}")).json()
+        assert ([job["id"] for job in body["items"]], body["total"]) == ([expected], 1)
+    # And an unknown or empty status is a JSON 400 naming the statuses there are
+    for raw in ("deleted", "", "IN_PROGRESS"):
+        response = await client.get(f"/api/jobs?status={raw}")
+        assert response.status == 400
+        body = await response.json()
+        assert "status must be one of in_progress, completed" in body["message"]
 
 
 @pytest.mark.parametrize(

@@ -509,6 +509,12 @@ function jobsPage(main, ctx, params) {
       counts[data.status] += 1;
       showCounts();
     }
+    if (status && data.status !== status) { // no longer in the filtered list: refill the page
+      entry.tr.remove();
+      rows.delete(data.id);
+      reloadSoon();
+      return;
+    }
     entry.update(data);
   }
 
@@ -591,7 +597,9 @@ function jobPage(main, ctx, id, params) {
     facts.finished.replaceChildren(timeElement(job.finished_at, true));
     facts.duration.textContent = jobDuration(job);
     if (job.status === 'completed' && !wasFinal) {
-      if (source !== 'first') loadOperations(); // the results are all there now
+      // The results are all there now. Also when the first state is already completed: the
+      // operations were read at the same time, possibly just before the job completed.
+      loadOperations();
       showConnection('idle');
     }
   }
