@@ -64,7 +64,7 @@ class Plan:
     storage_passes: int = 2
     listing_requests: int = 200  # first jobs page, one request after the other
     prefill_documents: int = 1_000_000  # 0: no prefilled run
-    prefill_budget_seconds: float = 600  # run 12 stored a million in 133 s; some days the machine is 3x slower
+    prefill_budget_seconds: float = 600  # run 12 stored 1M in 133 s; some days run 3x slower
     watch_clients: int = 20  # watchers of the watched job (half streams, half ?wait=)
     watch_seconds: float = 20  # small-job load per run (without or with watchers)
     watch_pairs: int = 2  # runs without and with, in pairs of alternating order (ABBA...)
