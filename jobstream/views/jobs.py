@@ -74,24 +74,24 @@ def _is_number(text: str) -> bool:
 OPERATION_STATUSES = ("pending", "succeeded", "failed")
 
 
-def operation_status_from(query: Any) -> OperationStatus | None:
-    """The optional `status` filter of an operations listing, validated."""
+def _status_from(query: Any, allowed: tuple[str, ...]) -> str | None:
+    """The optional `status` query parameter, one of `allowed`."""
     raw = query.get("status")
     if raw is None:
         return None
-    if raw not in OPERATION_STATUSES:
-        raise InvalidJob(f"status must be one of {', '.join(OPERATION_STATUSES)}, got {raw[:20]!r}")
+    if raw not in allowed:
+        raise InvalidJob(f"status must be one of {', '.join(allowed)}, got {raw[:20]!r}")
     return raw  # type: ignore[no-any-return]
+
+
+def operation_status_from(query: Any) -> OperationStatus | None:
+    """The optional `status` filter of an operations listing, validated."""
+    return _status_from(query, OPERATION_STATUSES)  # type: ignore[return-value]
 
 
 def job_status_from(query: Any) -> ListedStatus | None:
     """The optional `status` filter of the jobs listing, validated."""
-    raw = query.get("status")
-    if raw is None:
-        return None
-    if raw not in LISTED_STATUSES:
-        raise InvalidJob(f"status must be one of {', '.join(LISTED_STATUSES)}, got {raw[:20]!r}")
-    return raw  # type: ignore[no-any-return]
+    return _status_from(query, LISTED_STATUSES)  # type: ignore[return-value]
 
 
 def page_from(query: Any) -> tuple[int, int]:
