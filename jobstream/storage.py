@@ -568,7 +568,8 @@ class MongoRepository:
         """A page of jobs (of one status, when given), newest first: those created before the job
         `after` (keyset), or the `page`-th page of `size` (offset, kept for the API's `?page=`)."""
         skip = 0 if after is not None else (page - 1) * size
-        if (await self.forms()).dialect == "ferretdb":
+        ferretdb = (await self.forms()).dialect == "ferretdb"
+        if ferretdb:
             if status == "in_progress":
                 jobs = await self._list_in_progress(skip + size, after)
             else:
@@ -582,7 +583,8 @@ class MongoRepository:
             cursor = self._jobs.find(query, JOB_FIELDS).sort("_id", DESCENDING).skip(skip)
             jobs = [_job(doc) async for doc in cursor.limit(size)]
         full = len(jobs) == size
-        if status is None or (status == "completed" and await self._completed_estimated()):
+        # on FerretDB the completed jobs' total is an estimate (see `_total_of`)
+        if status is None or (status == "completed" and ferretdb):
             # an estimate: never less than what the pages up to this one show, and one more when
             # this page is full (there may be a next)
             total = (
@@ -593,10 +595,6 @@ class MongoRepository:
             # a count (at most TOTAL_EVERY s old): never less than what the pages show
             total = max(await self._total_of(status), skip + len(jobs))
         return JobPage(jobs, jobs[-1].id if full else None, total)
-
-    async def _completed_estimated(self) -> bool:
-        """Whether the completed jobs' total is an estimate (FerretDB), not a count."""
-        return (await self.forms()).dialect == "ferretdb"
 
     async def _list_by_slots(
         self, count: int, after: str | None, status: ListedStatus | None = None
