@@ -3,7 +3,7 @@
 FerretDB keeps each collection in a PostgreSQL table named `<collection>_<hash>` in a schema named
 after the database. Rows read by sequential scans (`seq_tup_read`) per operation show whether a
 query was pushed down to an index or answered by reading the whole collection. Local stack only
-(PostgreSQL on 127.0.0.1:54329, trust auth); without `psql` the figures are simply absent.
+(PostgreSQL on 127.0.0.1:15432, trust auth); without `psql` the figures are simply absent.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import shutil
 from typing import Any
 
-PG = ("-h", "127.0.0.1", "-p", "54329", "-U", "ferretdb", "-d", "ferretdb")
+PG = ("-h", "127.0.0.1", "-p", "15432", "-U", "ferretdb", "-d", "ferretdb")
 FIELDS = (
     "seq_scan",
     "seq_tup_read",

@@ -16,7 +16,7 @@ Role = Literal["client", "server"]
 MAX_LINE_LENGTH = 10_000
 DIALECTS = ("auto", "mongodb", "ferretdb")
 
-DEFAULT_BROKERS = "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"
+DEFAULT_BROKERS = "127.0.0.1:11092,127.0.0.1:12092,127.0.0.1:13092"
 
 #: An API token: the characters of an RFC 6750 bearer token, and long enough not to be guessed.
 TOKEN = re.compile(r"[A-Za-z0-9._~+/-]{16,512}=*")

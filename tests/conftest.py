@@ -8,7 +8,7 @@ session per service and its outcome (success or failure) is remembered.
 
 Endpoints come from the environment, with the local stack's defaults:
 
-    JOBSTREAM_KAFKA_BROKERS       127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092
+    JOBSTREAM_KAFKA_BROKERS       127.0.0.1:11092,127.0.0.1:12092,127.0.0.1:13092
     JOBSTREAM_MONGO_URL           mongodb://127.0.0.1:27017/
     JOBSTREAM_JAEGER_URL          http://127.0.0.1:16686   (query API)
     JOBSTREAM_PROMETHEUS_URL      http://127.0.0.1:9090

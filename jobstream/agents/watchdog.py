@@ -98,7 +98,14 @@ def register_watchdog(
         assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
         if not assigned:
             return
-        ends = await consumer.highwaters(*assigned)  # asked from the brokers, not cached
+        try:
+            ends = await consumer.highwaters(*assigned)  # asked from the brokers, not cached
+        except Exception as exc:  # a Faust timer that raises crashes the whole app
+            # With the brokers down, aiokafka gives up after request_timeout_ms (90 s) with
+            # KafkaTimeoutError; raised from a Faust timer it crashed a client's app (its API went
+            # dark) in the fault suite's all-brokers-down scenario. No answer is no observation.
+            log.warning("consumer watchdog: no log end offsets from the brokers (%r)", exc)
+            return
         positions = {tp: Position(_position(consumer, tp), ends.get(tp)) for tp in assigned}
         in_flight = bool(consumer._unacked_messages)
         stalled = detector.observe(app.loop.time(), positions, in_flight)

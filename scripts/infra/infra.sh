@@ -12,10 +12,15 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${JOBSTREAM_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 
 KAFKA_NODES=(1 2 3)
-kafka_port() { echo "${1}9092"; }
-kafka_controller_port() { echo "${1}9093"; }
+# Every port stays below Linux's ephemeral range (32768-60999): while a service is down, a client
+# retrying 127.0.0.1:P can be given P itself as its source port and connect to itself (TCP
+# simultaneous open); the restarted service then fails "Address already in use". Broker 3 on 39092
+# died so in the fault suite's all-brokers-down scenario (kafka-3.log: "Socket server failed to
+# bind to 127.0.0.1:39092"). Hence 1N092 / 1N093 for Kafka node N and 15432 for PostgreSQL.
+kafka_port() { echo "1${1}092"; }
+kafka_controller_port() { echo "1${1}093"; }
 SERVICES=(kafka-1 kafka-2 kafka-3 postgres ferretdb jaeger prometheus)
-PG_PORT=54329
+PG_PORT=15432
 
 pid_of() { cat "$PID_DIR/$1.pid" 2>/dev/null || true; }
 is_running() {

@@ -14,7 +14,7 @@ import urllib.request
 from aiokafka.admin import AIOKafkaAdminClient
 from pymongo import AsyncMongoClient
 
-BROKERS = ["127.0.0.1:19092", "127.0.0.1:29092", "127.0.0.1:39092"]
+BROKERS = ["127.0.0.1:11092", "127.0.0.1:12092", "127.0.0.1:13092"]
 
 
 async def kafka_ready() -> str | None:

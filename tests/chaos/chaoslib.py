@@ -69,7 +69,7 @@ CHAOS_ENV = {"JOBSTREAM_RECONCILE_AFTER": "6", "JOBSTREAM_RECONCILE_INTERVAL": "
 BROKERS = [
     b.strip()
     for b in os.environ.get(
-        "JOBSTREAM_KAFKA_BROKERS", "127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092"
+        "JOBSTREAM_KAFKA_BROKERS", "127.0.0.1:11092,127.0.0.1:12092,127.0.0.1:13092"
     ).split(",")
     if b.strip()
 ]
@@ -414,9 +414,20 @@ async def run_script(
 
 
 #: Longest the stack may take to answer again after a service restart. Three KRaft brokers
-#: SIGKILLed together replay their metadata and recover their logs on start: on a day this machine
-#: ran two to three times slower, the last broker registered more than 120 s after its start.
+#: SIGKILLed together replay their metadata and recover ~300 logs each on start: 45-50 s on a day
+#: this machine ran two to three times slower. (A broker that never came back within 120 s, then
+#: 300 s, had in fact died at start: its port was taken, see scripts/infra/infra.sh.)
 SERVICE_READY_SECONDS = 300
+
+
+async def service_diagnosis(name: str, lines: int = 8) -> str:
+    """`infra.sh status` and the last errors in a service's log, for a failure message."""
+    status = await run_script(INFRA, "status", check=False)
+    path = LOG_DIR / f"{name}.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    marks = ("ERROR", "FATAL", "Caused by")
+    errors = [line[:400] for line in text.splitlines() if any(m in line for m in marks)]
+    return f"infra status:\n{status}last errors in {path}:\n" + "\n".join(errors[-lines:])
 
 
 async def wait_ready() -> None:
@@ -479,7 +490,10 @@ class System:
         """Start one infrastructure service and wait until every service answers again."""
         log(f"start {name}")
         await run_script(INFRA, "start", name, timeout=120)
-        await wait_ready()
+        try:
+            await wait_ready()
+        except RuntimeError as exc:  # say why: a service that died at start, or a slow one
+            raise RuntimeError(f"{exc}\n{await service_diagnosis(name)}") from None
         self.stopped.discard(name)
 
     async def restore(self) -> None:

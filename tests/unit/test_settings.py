@@ -253,7 +253,7 @@ def test_float_that_is_not_finite_is_refused_naming_the_variable(
 @pytest.mark.parametrize(
     ("brokers", "servers"),
     [
-        (DEFAULT_BROKERS, ["127.0.0.1:19092", "127.0.0.1:29092", "127.0.0.1:39092"]),
+        (DEFAULT_BROKERS, ["127.0.0.1:11092", "127.0.0.1:12092", "127.0.0.1:13092"]),
         ("kafka:9092", ["kafka:9092"]),
         (" a:1 , b:2 ,", ["a:1", "b:2"]),
         ("a:1,,b:2", ["a:1", "b:2"]),
@@ -266,7 +266,7 @@ def test_bootstrap_servers_is_the_trimmed_list_of_brokers(brokers: str, servers:
 @pytest.mark.parametrize(
     ("brokers", "url"),
     [
-        (DEFAULT_BROKERS, "kafka://127.0.0.1:19092;127.0.0.1:29092;127.0.0.1:39092"),
+        (DEFAULT_BROKERS, "kafka://127.0.0.1:11092;127.0.0.1:12092;127.0.0.1:13092"),
         ("kafka:9092", "kafka://kafka:9092"),
         (" a:1 , b:2 ", "kafka://a:1;b:2"),
     ],

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError
 from faust.types import TP
 
 from jobstream.agents.watchdog import (
@@ -172,3 +173,34 @@ def test_restart_in_place_runs_the_same_command_again_in_the_same_process(
     assert [restarts for _, restarts, _ in runs] == ["0", "1", "2"]
     assert len({pid for pid, _, _ in runs}) == 1  # replaced in place: a supervisor sees no exit
     assert {argv for _, _, argv in runs} == {"['worker', '--loglevel', 'info']"}
+
+
+class UnreachableBrokers(StalledConsumer):
+    """A consumer whose brokers do not answer: aiokafka's offsets request times out."""
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        raise KafkaTimeoutError("Failed to get offsets by times in 90000 ms")
+
+
+async def test_brokers_that_do_not_answer_skip_a_check_instead_of_crashing_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = WorkerStandIn()
+    worker.consumer = UnreachableBrokers()
+    restarts: list[float] = []
+    register_watchdog(
+        worker,  # type: ignore[arg-type]
+        "application.operation.request",
+        Metrics.create(),
+        stall_after=60,
+        restart=lambda: restarts.append(worker.now),
+    )
+    (watch,) = worker.timers
+
+    with caplog.at_level(logging.WARNING, logger="jobstream.agents.watchdog"):
+        for second in range(0, 121, 15):
+            worker.now = second
+            await watch()  # raising here is what crashed the Faust app
+
+    assert restarts == []  # no answer is no evidence of a stall
+    assert "no log end offsets from the brokers" in caplog.text
