@@ -56,6 +56,7 @@ class Metrics:
     jobs_by_status: Gauge
     batches_parked: Counter
     consumer_stalls: Counter
+    consumer_rewinds: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -139,6 +140,11 @@ class Metrics:
             consumer_stalls=Counter(
                 "consumer_stalls",
                 "Stalled consumers detected (partitions with lag not fetched); the worker restarts",
+                registry=r,
+            ),
+            consumer_rewinds=Counter(
+                "consumer_rewinds",
+                "Partitions read again from their commit, which messages nobody handled held back",
                 registry=r,
             ),
         )

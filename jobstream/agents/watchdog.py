@@ -12,6 +12,17 @@ the worker has nothing in flight (no delivered message awaits its acknowledgemen
 with a long batch, or waiting out a database outage, is slow, not stalled). Then the worker says so
 (log and `consumer_stalls_total`) and restarts itself in place (same pid, same command line); its
 unacknowledged messages are consumed again by whoever owns their partitions next.
+
+It also repairs a subtler hole. jobstream's consumer (jobstream/consumer.py) commits a partition
+only up to its first message not acknowledged, so a message that was fetched but never handled
+(Faust drops records of partitions paused during a rebalance's table recovery, aiokafka has already
+moved past them: see that module) holds the commit back instead of being lost; but nothing reads
+it again until the next rebalance. In the default-settings fault scenarios (a rolling restart, a
+SIGKILLed client, on a fresh stack) whole jobs waited for the 120 s reconcile timer that way, while
+later messages of the same partitions were handled (so the position moved and no stall was seen).
+A partition whose commit base has not moved for `rewind_after` seconds while its log goes on past
+it, with none of its messages delivered and unacknowledged, is therefore read again from its base
+(`consumer_rewinds_total`): the messages after it come again and are recognised as duplicates.
 """
 
 from __future__ import annotations
@@ -31,9 +42,12 @@ log = logging.getLogger(__name__)
 
 #: Carried across an in-place restart, so `consumer_stalls_total` keeps counting.
 RESTARTS_ENV = "JOBSTREAM_STALL_RESTARTS"
-CHECK_INTERVAL = 15.0
+CHECK_INTERVAL = 5.0
 #: How long a lagging partition may go unfetched, with nothing in flight, before a restart.
 STALL_AFTER = 60.0
+#: How long a partition's commit may stay behind its log end, with none of its messages in flight,
+#: before it is read again from the commit (commits happen every few seconds when work is done).
+REWIND_AFTER = 30.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,48 @@ class StallDetector:
         return stalled
 
 
+@dataclass(frozen=True)
+class Commit:
+    """Where a partition's next commit starts, where its log ends, and whether any of its
+    messages is being handled."""
+
+    base: int | None  # the commit base (jobstream/consumer.py); None when unknown
+    end: int | None  # the log end offset; None when unknown
+    busy: bool  # a message of the partition was delivered and is not acknowledged yet
+
+
+@dataclass
+class HeldCommitDetector:
+    """Decides which partitions to read again from their commit base (pure, no I/O)."""
+
+    rewind_after: float
+    _since: dict[Hashable, tuple[int | None, float]] = field(default_factory=dict)
+
+    def observe(self, now: float, commits: Mapping[Hashable, Commit]) -> list[Hashable]:
+        """Record one observation; the partitions held back for `rewind_after` seconds.
+
+        A partition named is timed again from now, so a rewind has time to work before the next.
+        """
+        for tp in list(self._since):
+            if tp not in commits:
+                del self._since[tp]
+        held = []
+        for tp, seen in commits.items():
+            behind = seen.base is not None and seen.end is not None and seen.end > seen.base
+            last = self._since.get(tp)
+            if not behind or seen.busy or last is None or last[0] != seen.base:
+                self._since[tp] = (seen.base, now)
+                continue
+            if now - last[1] >= self.rewind_after:
+                held.append(tp)
+                self._since[tp] = (seen.base, now)
+        return held
+
+    def forget(self) -> None:
+        """Start every partition's clock again (after a rebalance, which seeks them anyway)."""
+        self._since.clear()
+
+
 def restart_in_place() -> None:
     """Replace this process with a fresh run of the same command line (same pid)."""
     os.environ[RESTARTS_ENV] = str(int(os.environ.get(RESTARTS_ENV, "0")) + 1)
@@ -87,10 +143,13 @@ def register_watchdog(
     metrics: Metrics,
     stall_after: float = STALL_AFTER,
     restart: Callable[[], None] = restart_in_place,
+    rewind_after: float = REWIND_AFTER,
 ) -> StallDetector:
-    """Check the consumer every CHECK_INTERVAL seconds; restart the worker when it stalls."""
+    """Check the consumer every CHECK_INTERVAL seconds: read a partition whose commit is held back
+    again from its commit; restart the worker when it stalls."""
     metrics.consumer_stalls.inc(int(os.environ.get(RESTARTS_ENV, "0")))
     detector = StallDetector(stall_after)
+    held_commits = HeldCommitDetector(rewind_after)
 
     @app.timer(interval=CHECK_INTERVAL, name="consumer-watchdog")
     async def watch() -> None:
@@ -107,8 +166,13 @@ def register_watchdog(
             log.warning("consumer watchdog: no log end offsets from the brokers (%r)", exc)
             return
         positions = {tp: Position(_position(consumer, tp), ends.get(tp)) for tp in assigned}
-        in_flight = bool(consumer._unacked_messages)
-        stalled = detector.observe(app.loop.time(), positions, in_flight)
+        handling = _partitions_in_flight(consumer)
+        in_flight = bool(handling)
+        now = app.loop.time()
+        await _rewind_held_commits(
+            app, consumer, held_commits, now, assigned, ends, handling, metrics
+        )
+        stalled = detector.observe(now, positions, in_flight)
         if stalled:
             log.error(
                 "consumer stalled: %d partitions of %s have lag and were not fetched for %.0fs "
@@ -122,6 +186,47 @@ def register_watchdog(
             restart()
 
     return detector
+
+
+def _partitions_in_flight(consumer: Any) -> set[Any]:
+    """The partitions of which a delivered message is not acknowledged yet."""
+    return {m.tp for m in list(consumer._unacked_messages) if not m.acked}
+
+
+async def _rewind_held_commits(
+    app: faust.App,
+    consumer: Any,
+    detector: HeldCommitDetector,
+    now: float,
+    assigned: list[Any],
+    ends: Mapping[Any, int],
+    handling: set[Any],
+    metrics: Metrics,
+) -> None:
+    """Read again, from its commit base, every partition whose commit is held back."""
+    if app.rebalancing or getattr(app, "in_recovery", False):
+        detector.forget()  # the rebalance seeks every partition to its commit itself
+        return
+    bases: Mapping[Any, int] = getattr(consumer, "commit_bases", {})
+    commits = {tp: Commit(bases.get(tp), ends.get(tp), tp in handling) for tp in assigned}
+    held = detector.observe(now, commits)
+    if not held:
+        return
+    log.warning(
+        "%d partitions had their commit held back for %.0fs by messages nobody is handling "
+        "(%s); reading them again from there",
+        len(held),
+        detector.rewind_after,
+        ", ".join(f"{tp.topic}[{tp.partition}]@{bases[tp]}->{ends.get(tp)}" for tp in held[:10]),
+    )
+    try:
+        await consumer.seek_wait({tp: bases[tp] for tp in held})
+    except Exception as exc:  # the next check tries again
+        log.warning("could not seek the held-back partitions (%r)", exc)
+        return
+    for tp in held:
+        consumer._read_offset[tp] = bases[tp]  # as Faust's own perform_seek leaves it
+    metrics.consumer_rewinds.inc(len(held))
 
 
 def _position(consumer: Any, tp: Any) -> int | None:

@@ -946,6 +946,7 @@ async def run_scenario(
             2,
         ),
         "republished": int(delta(before, after, "reconciliation_republished_total", clients)),
+        "rewinds": int(delta(before, after, "consumer_rewinds_total")),
         "producer_errors": int(delta(before, after, "producer_errors_total")),
         "dead_letters": int(delta(before, after, "dead_letters_total")),
         "load_seconds": round(load.finished_at - load.started_at, 1),

@@ -17,6 +17,8 @@ from faust.types import TP
 
 from jobstream.agents.watchdog import (
     RESTARTS_ENV,
+    Commit,
+    HeldCommitDetector,
     Position,
     StallDetector,
     register_watchdog,
@@ -79,6 +81,54 @@ def test_only_the_stalled_partitions_are_named_and_revoked_ones_are_forgotten() 
     assert detector.observe(30, {"a": Position(1, 5), "b": Position(5, 5)}, False) == []
 
 
+# --- held-back commits ----------------------------------------------------------------------------
+
+
+def test_a_commit_held_behind_the_log_end_with_nothing_in_flight_is_named_after_the_limit() -> None:
+    detector = HeldCommitDetector(rewind_after=30)
+    held = {"p0": Commit(base=40, end=41, busy=False)}
+
+    assert detector.observe(0, held) == []
+    assert detector.observe(29, held) == []
+    assert detector.observe(30, held) == ["p0"]
+    # named once, then timed again: the rewind has time to work before the next one
+    assert detector.observe(35, held) == []
+    assert detector.observe(60, held) == ["p0"]
+
+
+def test_a_commit_that_moves_or_is_at_the_log_end_is_never_held() -> None:
+    detector = HeldCommitDetector(rewind_after=30)
+
+    for second, base in enumerate(range(0, 400, 4)):  # a busy partition, committed as it goes
+        assert detector.observe(second * 20, {"p0": Commit(base, 10_000, False)}) == []
+    for now in (0, 100, 1000):  # everything committed
+        assert detector.observe(now, {"p1": Commit(25, 25, False)}) == []
+
+
+def test_a_partition_whose_message_is_being_handled_is_slow_not_held() -> None:
+    # Given a batch that waits out a database outage: its messages are delivered, not acknowledged
+    detector = HeldCommitDetector(rewind_after=30)
+    waiting = {"p0": Commit(base=10, end=25, busy=True)}
+
+    for now in (0, 100, 200):
+        assert detector.observe(now, waiting) == []
+    assert detector.observe(210, {"p0": Commit(10, 25, False)}) == []  # the clock starts now
+    assert detector.observe(240, {"p0": Commit(10, 25, False)}) == ["p0"]
+
+
+def test_an_unknown_base_or_end_is_never_held_and_forget_restarts_every_clock() -> None:
+    detector = HeldCommitDetector(rewind_after=10)
+    for now in (0, 10, 100):
+        assert (
+            detector.observe(now, {"a": Commit(None, 5, False), "b": Commit(3, None, False)}) == []
+        )
+
+    detector.observe(0, {"c": Commit(1, 5, False)})
+    detector.forget()  # a rebalance: it seeks every partition itself
+    assert detector.observe(10, {"c": Commit(1, 5, False)}) == []
+    assert detector.observe(20, {"c": Commit(1, 5, False)}) == ["c"]
+
+
 # --- the watchdog as registered on a worker, and its restart --------------------------------------
 
 
@@ -104,8 +154,10 @@ class WorkerStandIn:
     """What register_watchdog uses of a Faust app: its consumer, timers and clock."""
 
     def __init__(self) -> None:
-        self.consumer = StalledConsumer()
+        self.consumer: Any = StalledConsumer()
         self.now = 0.0
+        self.rebalancing = False
+        self.in_recovery = False
         self.loop = SimpleNamespace(time=lambda: self.now)
         self.timers: list[Callable[[], Awaitable[None]]] = []
 
@@ -204,3 +256,85 @@ async def test_brokers_that_do_not_answer_skip_a_check_instead_of_crashing_the_w
 
     assert restarts == []  # no answer is no evidence of a stall
     assert "no log end offsets from the brokers" in caplog.text
+
+
+class HoleyConsumer:
+    """A consumer that read past a message nobody handled: its commit stays at 42 while the later
+    messages of the partition were handled (its position moves on: no stall)."""
+
+    def __init__(self) -> None:
+        self.tp = TP("application.operation.response", 3)
+        self.commit_bases = {self.tp: 42}
+        self._read_offset = {self.tp: 47}
+        self._committed_offset = {self.tp: 42}
+        self._unacked_messages: list[Any] = []
+        self.seeks: list[dict[TP, int]] = []
+
+    def assignment(self) -> set[TP]:
+        return {self.tp}
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 48)
+
+    async def seek_wait(self, offsets: dict[TP, int]) -> None:
+        self.seeks.append(dict(offsets))
+
+
+async def test_a_partition_whose_commit_is_held_back_is_read_again_from_its_commit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    worker = WorkerStandIn()
+    consumer = worker.consumer = HoleyConsumer()
+    metrics = Metrics.create()
+    restarts: list[float] = []
+    register_watchdog(
+        worker,  # type: ignore[arg-type]
+        "application.operation.response",
+        metrics,
+        stall_after=60,
+        restart=lambda: restarts.append(worker.now),
+        rewind_after=30,
+    )
+    (watch,) = worker.timers
+
+    # While a message of the partition is being handled, the held commit is only slowness
+    consumer._unacked_messages = [SimpleNamespace(tp=consumer.tp, acked=False)]
+    for second in (0, 15, 30, 45):
+        worker.now = second
+        await watch()
+    assert consumer.seeks == []
+
+    consumer._unacked_messages = [SimpleNamespace(tp=consumer.tp, acked=True)]  # handled: done
+    with caplog.at_level(logging.WARNING, logger="jobstream.agents.watchdog"):
+        for second in (50, 65, 80):
+            worker.now = second
+            await watch()
+
+    assert consumer.seeks == [{consumer.tp: 42}]
+    assert consumer._read_offset[consumer.tp] == 42
+    assert metrics.registry.get_sample_value("consumer_rewinds_total") == 1
+    assert "application.operation.response[3]@42->48" in caplog.text
+    assert restarts == []  # its position moved: repaired in place, not a stall
+
+
+async def test_no_partition_is_read_again_while_the_worker_rebalances() -> None:
+    worker = WorkerStandIn()
+    consumer = worker.consumer = HoleyConsumer()
+    register_watchdog(
+        worker,  # type: ignore[arg-type]
+        "application.operation.response",
+        Metrics.create(),
+        restart=lambda: None,
+        rewind_after=30,
+    )
+    (watch,) = worker.timers
+
+    worker.rebalancing = True
+    for second in (0, 30, 60):
+        worker.now = second
+        await watch()
+    worker.rebalancing = False
+    worker.now = 61
+    await watch()  # the clock starts after the rebalance
+
+    assert consumer.seeks == []
