@@ -18,11 +18,12 @@ only up to its first message not acknowledged, so a message that was fetched but
 (Faust drops records of partitions paused during a rebalance's table recovery, aiokafka has already
 moved past them: see that module) holds the commit back instead of being lost; but nothing reads
 it again until the next rebalance. In the default-settings fault scenarios (a rolling restart, a
-SIGKILLed client, on a fresh stack) whole jobs waited for the 120 s reconcile timer that way, while
-later messages of the same partitions were handled (so the position moved and no stall was seen).
-A partition whose commit base has not moved for `rewind_after` seconds while its log goes on past
-it, with none of its messages delivered and unacknowledged, is therefore read again from its base
-(`consumer_rewinds_total`): the messages after it come again and are recognised as duplicates.
+SIGKILLed client, on a fresh stack, one pass in three) whole jobs waited for the 120 s reconcile
+timer with no stall seen and nothing lost; a message held that way is the likely cause (the logs do
+not say which message it was). A partition whose commit base has not moved for `rewind_after`
+seconds while its log goes on past it, with none of its messages delivered and unacknowledged, is
+therefore read again from its base (`consumer_rewinds_total`): the messages after it come again
+and are recognised as duplicates.
 """
 
 from __future__ import annotations
