@@ -126,12 +126,16 @@ class AsyncClient:
                     timeout=self.config.stream_timeout(),
                 ) as response:
                     if watcher.opened(response):
-                        async for chunk in response.aiter_bytes():
-                            for job in watcher.feed(chunk):
+                        async for text in response.aiter_text():
+                            for job in watcher.read(text):
                                 yield job
                             if watcher.finished:
                                 return
                             watcher.check_deadline()
+                        for job in watcher.read_end():
+                            yield job
+                        if watcher.finished:
+                            return
                         wait = watcher.on_end()
                     else:
                         await response.aread()

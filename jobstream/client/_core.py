@@ -1,6 +1,6 @@
 """What the synchronous and asynchronous clients share, free of I/O: configuration, request
 bodies, which failures to retry, answers to results or errors, paging, waiting and watching
-decisions, and the Server-Sent Events format.
+decisions (the Server-Sent Events themselves are decoded by httpx-sse).
 
 Each client only runs the loops (send, sleep) around these pieces, so the two cannot disagree.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
+
+# EventSource.iter_sse() swallows comments, so a keepalive would never reach the Watcher: it feeds
+# each read to the two decoders iter_sse is made of instead (httpx-sse is pinned exactly).
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from jobstream import __version__
 from jobstream.client.errors import ApiUnreachable, NotFound, ProtocolError, WaitTimeout, api_error
@@ -326,68 +329,6 @@ def changed(before: Job | None, now: Job) -> bool:
     )
 
 
-@dataclass(frozen=True)
-class Message:
-    """One Server-Sent Events message."""
-
-    event: str
-    data: str
-
-
-#: Where an event stream's lines end: CRLF, LF or CR.
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
-class EventParser:
-    """Reads Server-Sent Events from bytes as they arrive, however the reads split them.
-
-    A blank line ends a message; `event:` names it ("message" when unnamed), `data:` lines make
-    its data (joined by newlines); `retry:` sets `retry`, the seconds the server asks a client to
-    wait before reconnecting; lines starting with ':' are comments (keepalives). A message that a
-    blank line did not end when the stream ends is dropped, as the format says.
-    """
-
-    def __init__(self, retry: float | None = None) -> None:
-        #: The server's reconnection time in seconds, once it has sent one.
-        self.retry = retry
-        self._rest = b""
-        self._after_cr = False
-        self._event = ""
-        self._data: list[str] = []
-
-    def feed(self, chunk: bytes) -> list[Message]:
-        """The messages that `chunk` completes."""
-        if not chunk:
-            return []
-        if self._after_cr and chunk.startswith(b"\n"):
-            chunk = chunk[1:]  # the second half of a CRLF split between two reads
-        self._after_cr = chunk.endswith(b"\r")
-        *lines, self._rest = _LINE_END.split(self._rest + chunk)
-        messages = []
-        for line in lines:
-            message = self._line(line.decode("utf-8", errors="replace"))
-            if message is not None:
-                messages.append(message)
-        return messages
-
-    def _line(self, line: str) -> Message | None:
-        if not line:
-            event, data = self._event or "message", self._data
-            self._event, self._data = "", []
-            return Message(event, "\n".join(data)) if data else None
-        if line.startswith(":"):
-            return None
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            self._event = value
-        elif field == "data":
-            self._data.append(value)
-        elif field == "retry" and value.isdigit():
-            self.retry = int(value) / 1000
-        return None  # `id` and unknown fields: nothing jobstream uses
-
-
 class Watcher:
     """The decisions of `watch`, which follows the job's event stream (`GET .../events`).
 
@@ -400,6 +341,10 @@ class Watcher:
     sooner is held back, replaced by newer ones, and yielded at the next message or keepalive
     once `interval` has passed; the final state is never held back. With a `timeout`, the
     deadline is checked at each message, keepalive and reconnection.
+
+    httpx-sse decodes the stream; `read` takes it read by read (so a keepalive, which decodes to
+    no event, still gets a held-back state out and the deadline checked) and `on_event` takes
+    each event.
     """
 
     def __init__(
@@ -419,7 +364,10 @@ class Watcher:
         self._retry = config.retry
         self._clock = clock
         self._attempts = self._new_attempts()
-        self._parser = EventParser()
+        self._lines = SSELineDecoder()
+        self._events = SSEDecoder()
+        #: Seconds the server asks a client to wait before reconnecting (its last `retry:`).
+        self._reconnect: float | None = None
         #: A state came on the current connection.
         self._heard = False
         #: The newest state heard, yielded or held back.
@@ -430,7 +378,7 @@ class Watcher:
 
     def opened(self, response: httpx.Response) -> bool:
         """Whether the answer is the event stream; else `on_answer` says what to do with it."""
-        self._parser = EventParser(self._parser.retry)  # the reconnection time outlives a stream
+        self._lines, self._events = SSELineDecoder(), SSEDecoder()  # `_reconnect` outlives them
         kind = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         return response.status_code == 200 and kind == "text/event-stream"
 
@@ -447,14 +395,31 @@ class Watcher:
             "is this a jobstream API?"
         )
 
-    def feed(self, chunk: bytes) -> list[Job]:
-        """The states to yield now that `chunk` of the stream has come."""
+    def read(self, text: str) -> list[Job]:
+        """The states to yield now that `text` of the stream has come (one read, decoded)."""
+        return self._decode(self._lines.decode(text))
+
+    def read_end(self) -> list[Job]:
+        """The states to yield when the stream ends (a final CR may end a message's blank line),
+        as `EventSource.iter_sse` does."""
+        return self._decode(self._lines.flush())
+
+    def on_event(self, event: str, data: str, retry: int | None) -> list[Job]:
+        """The states to yield now that an event has come (`retry` in milliseconds)."""
+        if retry is not None and retry >= 0:
+            self._reconnect = retry / 1000
+        if event != "job" or not data or self.finished:
+            return []  # a `job` event without data is none, as the format says
+        self.latest = self._state(data)
+        self._heard = True
+        return self._offer()
+
+    def _decode(self, lines: list[str]) -> list[Job]:
         shown = []
-        for message in self._parser.feed(chunk):
-            if message.event == "job" and not self.finished:
-                self.latest = self._state(message.data)
-                self._heard = True
-                shown += self._offer()
+        for line in lines:
+            event = self._events.decode(line)
+            if event is not None:
+                shown += self.on_event(event.event, event.data, event.retry)
         return shown + self._offer()
 
     @property
@@ -474,7 +439,7 @@ class Watcher:
             return self.on_error(httpx.RemoteProtocolError("the stream ended before any state"))
         self.check_deadline()
         self._renew()
-        return self._parser.retry if self._parser.retry is not None else self._retry.delay(1)
+        return self._reconnect if self._reconnect is not None else self._retry.delay(1)
 
     def on_error(self, exc: httpx.TransportError) -> float:
         """Seconds to wait before opening the stream again after `exc`; raises ApiUnreachable

@@ -126,11 +126,14 @@ class Client:
                     timeout=self.config.stream_timeout(),
                 ) as response:
                     if watcher.opened(response):
-                        for chunk in response.iter_bytes():
-                            yield from watcher.feed(chunk)
+                        for text in response.iter_text():
+                            yield from watcher.read(text)
                             if watcher.finished:
                                 return
                             watcher.check_deadline()
+                        yield from watcher.read_end()
+                        if watcher.finished:
+                            return
                         wait = watcher.on_end()
                     else:
                         response.read()

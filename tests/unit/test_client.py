@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from jobstream.client import (
     _async,
     _sync,
 )
-from jobstream.client._core import Config, EventParser, Message, Pager, Waiter, Watcher
+from jobstream.client._core import Config, Pager, Waiter, Watcher
 from jobstream.client.fake import FakeApi
 from jobstream.client.models import Job
 
@@ -460,12 +461,16 @@ class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A response body that arrives in exactly these reads; with `cut`, the connection then
     breaks instead of ending."""
 
-    def __init__(self, *chunks: bytes, cut: bool = False) -> None:
+    def __init__(self, *chunks: bytes, cut: bool = False, delay: float = 0) -> None:
         self.chunks = chunks
         self.cut = cut
+        self.delay = delay
 
     def __iter__(self) -> Iterator[bytes]:
-        yield from self.chunks
+        for number, chunk in enumerate(self.chunks):
+            if number and self.delay:
+                time.sleep(self.delay)  # a real pause: the watch's clock is the real one
+            yield chunk
         if self.cut:
             raise httpx.RemoteProtocolError("peer closed connection without a complete body")
 
@@ -474,12 +479,12 @@ class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
             yield chunk
 
 
-def event_stream(*chunks: bytes, cut: bool = False) -> httpx.Response:
-    """A 200 event stream whose body comes in these reads."""
+def event_stream(*chunks: bytes, cut: bool = False, delay: float = 0) -> httpx.Response:
+    """A 200 event stream whose body comes in these reads (`delay` seconds apart)."""
     return httpx.Response(
         200,
         headers={"Content-Type": "text/event-stream; charset=utf-8"},
-        stream=Chunks(*chunks, cut=cut),
+        stream=Chunks(*chunks, cut=cut, delay=delay),
     )
 
 
@@ -524,43 +529,6 @@ def _progress(jobs: list[Job]) -> list[tuple[str, int]]:
     return [(job.status, job.done) for job in jobs]
 
 
-def test_event_parser_reads_messages_however_the_reads_split_them() -> None:
-    # Given a stream with a retry line, keepalives, a message of two data lines, and CRLF endings
-    raw = (
-        b"retry: 2000\n\n"
-        b": keepalive\n\n"
-        b'event: job\ndata: {"a": 1}\n\n'
-        b"event: job\r\ndata: first\r\ndata: second\r\n\r\n"
-        b": keepalive\n\n"
-        b"data: unnamed\n\n"
-    )
-    wanted = [
-        Message("job", '{"a": 1}'),
-        Message("job", "first\nsecond"),
-        Message("message", "unnamed"),
-    ]
-    # When it arrives in one read, byte by byte, or cut at every third byte
-    for reads in ([raw], [raw[i : i + 1] for i in range(len(raw))], _cut(raw, 3)):
-        parser = EventParser()
-        messages = [message for chunk in reads for message in parser.feed(chunk)]
-        # Then the messages and the reconnection time are the same
-        assert messages == wanted
-        assert parser.retry == 2.0
-
-
-def test_event_parser_ends_lines_at_cr_too_and_drops_an_unfinished_message() -> None:
-    parser = EventParser()
-    assert parser.feed(b"event: job\rdata: x\r") == []
-    assert parser.feed(b"\r") == [Message("job", "x")]  # CR CR: a line, then a blank line
-    assert parser.feed(b"data: y\r") == []
-    assert parser.feed(b"\n") == []  # the LF of a CRLF split between reads is no blank line
-    assert parser.feed(b"\n") == [Message("message", "y")]
-    assert parser.feed(b"id: 7\nretry: soon\nfoo: bar\ndata\n\n") == [Message("message", "")]
-    assert parser.retry is None  # a retry that is not a number is ignored
-    assert parser.feed(b"\n\n: only comments\n\n") == []
-    assert parser.feed(b"event: job\ndata: never ended\n") == []
-
-
 def _cut(raw: bytes, size: int) -> list[bytes]:
     return [raw[i : i + size] for i in range(0, len(raw), size)]
 
@@ -572,7 +540,7 @@ def test_watcher_yields_at_most_one_state_per_interval_but_never_holds_back_the_
 
     def read(chunk: bytes, at: float) -> list[tuple[str, int]]:
         now[0] = at
-        return _progress(watcher.feed(chunk))
+        return _progress(watcher.read(chunk.decode()))
 
     # Then the first state goes at once; states within the second are held back, the newest
     # replacing older ones, and go with the next message or keepalive after the second
@@ -609,16 +577,43 @@ def test_watch_follows_the_event_stream_until_the_job_completes(
     assert pauses == []
 
 
+@pytest.mark.parametrize("size", [1, 7, 50])
 def test_watch_reads_messages_split_across_reads_and_yields_each_change_once(
-    connect: Factory, pauses: list[float]
+    connect: Factory, pauses: list[float], size: int
 ) -> None:
-    # Given a stream cut mid-line, with keepalives and a state sent twice
-    body = b"retry: 2000\n\n" + state(2) + b": keepalive\n\n" + state(2) + state(7) + DONE
-    answers = Answers(event_stream(*_cut(body, 50)))
+    # Given a stream cut mid-line, with keepalives, a job event without data, and a state sent
+    # twice
+    body = (
+        b"retry: 2000\n\n"
+        + state(2)
+        + b": keepalive\n\nevent: job\n\n"
+        + state(2)
+        + state(7)
+        + DONE
+    )
+    answers = Answers(event_stream(*_cut(body, size)))
 
     seen = list(connect(handler=answers).watch(MISSING, interval=0))
 
     assert _progress(seen) == [("in_progress", 2), ("in_progress", 7), ("completed", 10)]
+    assert len(answers.requests) == 1 and pauses == []
+
+
+def test_watch_reads_crlf_and_cr_line_ends_split_between_reads(
+    connect: Factory, pauses: list[float]
+) -> None:
+    # Given a stream whose CRLFs are split between reads, and whose last message ends with CR
+    # line ends, the stream's very last byte a CR
+    crlf = state(4).replace(b"\n", b"\r\n")
+    cr = DONE.replace(b"\n", b"\r")
+    body = crlf + cr
+    split = body.index(b"\r\n") + 1
+    answers = Answers(event_stream(body[:split], body[split:-1], body[-1:]))
+
+    seen = list(connect(handler=answers).watch(MISSING, interval=0))
+
+    # Then both states came from the one stream (the final one was not dropped at its end)
+    assert _progress(seen) == [("in_progress", 4), ("completed", 10)]
     assert len(answers.requests) == 1 and pauses == []
 
 
@@ -643,6 +638,24 @@ def test_watch_reconnects_when_a_stream_ends_without_a_final_state(
     ]
     assert len(answers.requests) == 2
     assert pauses == [1.5]
+
+
+def test_watch_keeps_the_server_s_reconnection_time_across_streams(
+    connect: Factory, pauses: list[float]
+) -> None:
+    # Given a first stream that sets the reconnection time, and a second one that does not
+    answers = Answers(
+        event_stream(b"retry: 1500\n\n" + state(3)),
+        event_stream(state(5)),
+        event_stream(b"retry: -1\n\nretry: soon\n\n" + state(8)),
+        event_stream(DONE),
+    )
+
+    seen = list(connect(handler=answers).watch(MISSING, interval=0))
+
+    # Then every reconnection waited the 1.5 s it set (a retry that is no time changes nothing)
+    assert [job.done for job in seen] == [3, 5, 8, 10]
+    assert pauses == [1.5, 1.5, 1.5]
 
 
 def test_watch_reconnects_after_a_broken_connection_with_the_retry_backoff(
@@ -785,6 +798,19 @@ def test_watch_gives_up_at_the_deadline_with_the_newest_state(connect: Factory) 
 
     assert late.value.job.id == job_id and late.value.job.done == 3
     assert "is still in_progress after 0 s (3 of 10 operations done)" in str(late.value)
+
+
+def test_watch_checks_the_deadline_at_a_keepalive(connect: Factory) -> None:
+    # Given a job that moves once, then sends only a keepalive (half a second later) before the
+    # state that completes it
+    answers = Answers(event_stream(state(3), b": keepalive\n\n", DONE, delay=0.5))
+
+    # When it is watched with a deadline that passes before the keepalive comes
+    with pytest.raises(WaitTimeout) as late:
+        list(connect(handler=answers).watch(MISSING, interval=0, timeout=0.2))
+
+    # Then the keepalive was enough to end it, with the newest state
+    assert late.value.job.done == 3
 
 
 def test_watch_of_an_answer_that_is_not_a_stream_is_a_protocol_error(connect: Factory) -> None:
