@@ -11,7 +11,6 @@ command starts fast and works where the workers' dependencies are not configured
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -52,7 +51,6 @@ from jobstream.client import (
     Unauthorized,
     WaitTimeout,
 )
-from jobstream.client._core import changed
 
 
 class Exit(IntEnum):
@@ -77,7 +75,7 @@ class OperationStatus(StrEnum):
     failed = "failed"
 
 
-#: Seconds between two reads of a job while a progress bar or `watch` follows it.
+#: Least seconds between two updates of a followed job (the progress bar, `watch`'s lines).
 FOLLOW_INTERVAL = 0.5
 #: A finished job's operations are listed in full up to this many; beyond, only failures.
 SUMMARY_ROWS = 50
@@ -350,7 +348,8 @@ def _follow(
     stream: bool = False,
 ) -> Job:
     """Wait for the job to finish: with a progress bar on a terminal, else quietly (or, with
-    `stream`, a line per change); returns its final state."""
+    `stream`, a line per change); returns its final state. The progress bar and the lines follow
+    the job's event stream (`Client.watch`); a quiet wait is one held request (`Client.wait`)."""
     if out.err.is_terminal:
         with _progress(out.err) as progress:
             task = progress.add_task(f"job {job_id[:8]}", total=total, failed=0)
@@ -360,31 +359,19 @@ def _follow(
                 if stream and out.json:
                     out.line(job.raw)
 
-            return _poll(client, job_id, timeout, show)
+            return _watch(client, job_id, timeout, show)
     if stream:
-        return _poll(client, job_id, timeout, out.line_of_job)
+        return _watch(client, job_id, timeout, out.line_of_job)
     return client.wait(job_id, timeout)
 
 
-def _poll(
+def _watch(
     client: Client, job_id: str, timeout: float | None, on_change: Callable[[Job], None]
 ) -> Job:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last: Job | None = None
-    while True:
-        job = client.job(job_id)
-        if changed(last, job):
-            on_change(job)
-        if job.finished:
-            return job
-        if deadline is not None and time.monotonic() >= deadline:
-            raise WaitTimeout(
-                f"job {job.id} is still {job.status} after {timeout:g} s "
-                f"({job.done:,} of {job.total:,} operations done)",
-                job,
-            )
-        last = job
-        time.sleep(FOLLOW_INTERVAL)
+    """Hand each change of the job to `on_change`; returns its final state (the last one)."""
+    for job in client.watch(job_id, FOLLOW_INTERVAL, timeout=timeout):
+        on_change(job)
+    return job  # watch yields at least once, and ends with the final state
 
 
 class _Failed(ProgressColumn):

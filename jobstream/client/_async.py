@@ -14,6 +14,7 @@ import httpx
 from jobstream.client._core import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
+    STREAM_HEADERS,
     Attempts,
     Config,
     Pager,
@@ -21,7 +22,7 @@ from jobstream.client._core import (
     Retry,
     Source,
     Waiter,
-    changed,
+    Watcher,
     job_path,
     submission_body,
 )
@@ -106,18 +107,42 @@ class AsyncClient:
                 return job
             await _sleep(pause)
 
-    async def watch(self, job_id: str, interval: float | None = None) -> AsyncIterator[Job]:
-        """The job's state now, then each time its counters change, ending once it is finished."""
+    async def watch(
+        self, job_id: str, interval: float | None = None, *, timeout: float | None = None
+    ) -> AsyncIterator[Job]:
+        """The job's state now, then each time its counters change, ending once it is finished.
+
+        Follows the job's event stream without polling, as `Client.watch` does (same `interval`,
+        `timeout`, reconnections and errors).
+        """
         pause = self.config.poll.watch_interval if interval is None else interval
-        last: Job | None = None
+        watcher = Watcher(job_id, self.config, timeout, pause)
         while True:
-            job = await self.job(job_id)
-            if changed(last, job):
-                yield job
-            if job.finished:
-                return
-            last = job
-            await _sleep(pause)
+            try:
+                async with self._http.stream(
+                    "GET",
+                    watcher.path,
+                    headers=STREAM_HEADERS,
+                    timeout=self.config.stream_timeout(),
+                ) as response:
+                    if watcher.opened(response):
+                        async for text in response.aiter_text():
+                            for job in watcher.read(text):
+                                yield job
+                            if watcher.finished:
+                                return
+                            watcher.check_deadline()
+                        for job in watcher.read_end():
+                            yield job
+                        if watcher.finished:
+                            return
+                        wait = watcher.on_end()
+                    else:
+                        await response.aread()
+                        wait = watcher.on_answer(response)
+            except httpx.TransportError as exc:
+                wait = watcher.on_error(exc)
+            await _sleep(wait)
 
     async def operations(
         self, job_id: str, status: str | None = None, *, page_size: int = 100

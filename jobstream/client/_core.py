@@ -1,5 +1,6 @@
 """What the synchronous and asynchronous clients share, free of I/O: configuration, request
-bodies, which failures to retry, answers to results or errors, paging and waiting decisions.
+bodies, which failures to retry, answers to results or errors, paging, waiting and watching
+decisions (the Server-Sent Events themselves are decoded by httpx-sse).
 
 Each client only runs the loops (send, sleep) around these pieces, so the two cannot disagree.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -18,8 +19,12 @@ from urllib.parse import quote, urlsplit
 import httpx
 import orjson
 
+# EventSource.iter_sse() swallows comments, so a keepalive would never reach the Watcher: it feeds
+# each read to the two decoders iter_sse is made of instead (httpx-sse is pinned exactly).
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
 from jobstream import __version__
-from jobstream.client.errors import ApiUnreachable, ProtocolError, WaitTimeout, api_error
+from jobstream.client.errors import ApiUnreachable, NotFound, ProtocolError, WaitTimeout, api_error
 from jobstream.client.models import Job
 
 URL_ENV = "JOBSTREAM_API_URL"
@@ -31,6 +36,11 @@ MAX_SERVER_WAIT = 60
 CURSOR_PARAM = "cursor"
 #: Largest page the API serves.
 MAX_PAGE_SIZE = 100
+#: Seconds an event stream may stay silent before its connection is taken for dead and replaced:
+#: three of the API's keepalives (one every 15 s when nothing changes).
+STREAM_READ_TIMEOUT = 45.0
+#: Headers of an event stream's request (the client's own go too: the token among them).
+STREAM_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
 
 #: Methods that may be sent twice with the effect of once.
 IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE"})
@@ -63,12 +73,13 @@ class Retry:
 
 @dataclass(frozen=True)
 class Poll:
-    """How `wait` polls an API that does not hold `?wait=` requests, and how `watch` polls."""
+    """How `wait` polls an API that does not hold `?wait=` requests, and how `watch` paces what
+    it yields."""
 
     #: First pause between two reads of a job, in seconds; doubled up to `max_interval`.
     interval: float = 0.2
     max_interval: float = 2.0
-    #: Pause between two reads while watching.
+    #: Least time between two states `watch` yields, in seconds (the event stream is not polled).
     watch_interval: float = 0.5
 
 
@@ -116,6 +127,10 @@ class Config:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
+
+    def stream_timeout(self) -> httpx.Timeout:
+        """An event stream's timeouts: `timeout` to connect, STREAM_READ_TIMEOUT per read."""
+        return httpx.Timeout(self.timeout, read=STREAM_READ_TIMEOUT)
 
 
 def job_path(job_id: str, *rest: str | int) -> str:
@@ -287,16 +302,21 @@ class Waiter:
             return None
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
-            raise WaitTimeout(
-                f"job {job.id} is still {job.status} after {self.timeout:g} s "
-                f"({job.done:,} of {job.total:,} operations done)",
-                job,
-            )
+            raise _late(job, self.timeout)
         if held and elapsed >= held * 0.9:
             return 0.0  # the API held the request as asked: ask again at once
         pause = min(self.pause, remaining)
         self.pause = min(self.pause * 2, self.poll.max_interval)
         return pause
+
+
+def _late(job: Job, timeout: float | None) -> WaitTimeout:
+    """The error of a wait or a watch whose deadline passed before the job finished."""
+    return WaitTimeout(
+        f"job {job.id} is still {job.status} after {timeout:g} s "
+        f"({job.done:,} of {job.total:,} operations done)",
+        job,
+    )
 
 
 def changed(before: Job | None, now: Job) -> bool:
@@ -307,3 +327,152 @@ def changed(before: Job | None, now: Job) -> bool:
         now.failed,
         now.total,
     )
+
+
+class Watcher:
+    """The decisions of `watch`, which follows the job's event stream (`GET .../events`).
+
+    The stream sends the job's state, then each change, and ends after a final state (completed,
+    or deleted: NotFound); a stream that ends without one (its lifetime ran out) or whose
+    connection failed is opened again, and its first message is the state then. Failures in a
+    row are retried as `Retry` says; a stream that brought a state starts the count again.
+
+    Yields states that changed (`changed`), at most one per `interval` seconds: a state that comes
+    sooner is held back, replaced by newer ones, and yielded at the next message or keepalive
+    once `interval` has passed; the final state is never held back. With a `timeout`, the
+    deadline is checked at each message, keepalive and reconnection.
+
+    httpx-sse decodes the stream; `read` takes it read by read (so a keepalive, which decodes to
+    no event, still gets a held-back state out and the deadline checked) and `on_event` takes
+    each event.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        config: Config,
+        timeout: float | None,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.job_id = job_id
+        self.path = job_path(job_id, "events")
+        self.timeout = timeout
+        self.interval = interval
+        self.deadline = math.inf if timeout is None else clock() + timeout
+        self._url = config.url(self.path)
+        self._retry = config.retry
+        self._clock = clock
+        self._attempts = self._new_attempts()
+        self._lines = SSELineDecoder()
+        self._events = SSEDecoder()
+        #: Seconds the server asks a client to wait before reconnecting (its last `retry:`).
+        self._reconnect: float | None = None
+        #: A state came on the current connection.
+        self._heard = False
+        #: The newest state heard, yielded or held back.
+        self.latest: Job | None = None
+        #: The last state yielded.
+        self.shown: Job | None = None
+        self._shown_at = -math.inf
+
+    def opened(self, response: httpx.Response) -> bool:
+        """Whether the answer is the event stream; else `on_answer` says what to do with it."""
+        self._lines, self._events = SSELineDecoder(), SSEDecoder()  # `_reconnect` outlives them
+        kind = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        return response.status_code == 200 and kind == "text/event-stream"
+
+    def on_answer(self, response: httpx.Response) -> float:
+        """Seconds to wait before asking again after an answer that is not a stream (502-504);
+        else raises the API's error (NotFound for a 404) or ProtocolError."""
+        pause = self._attempts.on_response(response)
+        if pause is not None:
+            return pause
+        self._attempts.result(response)
+        raise ProtocolError(
+            f"GET {self._url} answered {response.status_code} with "
+            f"{response.headers.get('Content-Type', 'no content type')}, not an event stream: "
+            "is this a jobstream API?"
+        )
+
+    def read(self, text: str) -> list[Job]:
+        """The states to yield now that `text` of the stream has come (one read, decoded)."""
+        return self._decode(self._lines.decode(text))
+
+    def read_end(self) -> list[Job]:
+        """The states to yield when the stream ends (a final CR may end a message's blank line),
+        as `EventSource.iter_sse` does."""
+        return self._decode(self._lines.flush())
+
+    def on_event(self, event: str, data: str, retry: int | None) -> list[Job]:
+        """The states to yield now that an event has come (`retry` in milliseconds)."""
+        if retry is not None and retry >= 0:
+            self._reconnect = retry / 1000
+        if event != "job" or not data or self.finished:
+            return []  # a `job` event without data is none, as the format says
+        self.latest = self._state(data)
+        self._heard = True
+        return self._offer()
+
+    def _decode(self, lines: list[str]) -> list[Job]:
+        shown = []
+        for line in lines:
+            event = self._events.decode(line)
+            if event is not None:
+                shown += self.on_event(event.event, event.data, event.retry)
+        return shown + self._offer()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the final state has been yielded."""
+        return self.shown is not None and self.shown.finished
+
+    def check_deadline(self) -> None:
+        """Raise WaitTimeout, with the newest state, once the deadline has passed."""
+        job = self.latest
+        if job is not None and not job.finished and self._clock() >= self.deadline:
+            raise _late(job, self.timeout)
+
+    def on_end(self) -> float:
+        """Seconds to wait before opening the stream again after it ended without a final state."""
+        if not self._heard:
+            return self.on_error(httpx.RemoteProtocolError("the stream ended before any state"))
+        self.check_deadline()
+        self._renew()
+        return self._reconnect if self._reconnect is not None else self._retry.delay(1)
+
+    def on_error(self, exc: httpx.TransportError) -> float:
+        """Seconds to wait before opening the stream again after `exc`; raises ApiUnreachable
+        after the last attempt."""
+        self.check_deadline()
+        self._renew()
+        return self._attempts.on_error(exc)
+
+    def _renew(self) -> None:
+        """Count failures from zero again when the last connection brought a state."""
+        if self._heard:
+            self._attempts, self._heard = self._new_attempts(), False
+
+    def _new_attempts(self) -> Attempts:
+        return Attempts("GET", self._url, self._retry, STREAM_READ_TIMEOUT)
+
+    def _state(self, data: str) -> Job:
+        """The job in a `job` message; NotFound when it says the job was deleted."""
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise ProtocolError(f"a job event that is not JSON: {data!r:.100}") from None
+        if isinstance(doc, dict) and doc.get("status") == "deleted":
+            raise NotFound(f"job {self.job_id} was deleted")
+        return Job.from_json(doc)
+
+    def _offer(self) -> list[Job]:
+        """The newest state, when it is news and it is final or its turn has come."""
+        job = self.latest
+        if job is None or not changed(self.shown, job):
+            return []
+        now = self._clock()
+        if not job.finished and now - self._shown_at < self.interval:
+            return []
+        self.shown, self._shown_at = job, now
+        return [job]

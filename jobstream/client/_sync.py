@@ -12,6 +12,7 @@ import httpx
 from jobstream.client._core import (
     DEFAULT_POLL,
     DEFAULT_RETRY,
+    STREAM_HEADERS,
     Attempts,
     Config,
     Pager,
@@ -19,7 +20,7 @@ from jobstream.client._core import (
     Retry,
     Source,
     Waiter,
-    changed,
+    Watcher,
     job_path,
     submission_body,
 )
@@ -101,18 +102,45 @@ class Client:
                 return job
             _sleep(pause)
 
-    def watch(self, job_id: str, interval: float | None = None) -> Iterator[Job]:
-        """The job's state now, then each time its counters change, ending once it is finished."""
+    def watch(
+        self, job_id: str, interval: float | None = None, *, timeout: float | None = None
+    ) -> Iterator[Job]:
+        """The job's state now, then each time its counters change, ending once it is finished.
+
+        Follows the job's event stream (`GET /api/jobs/{id}/events`): no polling, one database
+        read per connection. A stream that ends early or breaks is opened again (reconnections
+        follow the `retry` policy). Raises NotFound when the job is, or gets, deleted.
+        `interval` (default `poll.watch_interval`) is the least time between two yielded states:
+        one that comes sooner is held back for a newer one (the final state never is). With
+        `timeout`, raises WaitTimeout once it passes; it is checked at each change or keepalive
+        (every 15 s), so a job that stops moving is noticed up to 15 s late.
+        """
         pause = self.config.poll.watch_interval if interval is None else interval
-        last: Job | None = None
+        watcher = Watcher(job_id, self.config, timeout, pause)
         while True:
-            job = self.job(job_id)
-            if changed(last, job):
-                yield job
-            if job.finished:
-                return
-            last = job
-            _sleep(pause)
+            try:
+                with self._http.stream(
+                    "GET",
+                    watcher.path,
+                    headers=STREAM_HEADERS,
+                    timeout=self.config.stream_timeout(),
+                ) as response:
+                    if watcher.opened(response):
+                        for text in response.iter_text():
+                            yield from watcher.read(text)
+                            if watcher.finished:
+                                return
+                            watcher.check_deadline()
+                        yield from watcher.read_end()
+                        if watcher.finished:
+                            return
+                        wait = watcher.on_end()
+                    else:
+                        response.read()
+                        wait = watcher.on_answer(response)
+            except httpx.TransportError as exc:
+                wait = watcher.on_error(exc)
+            _sleep(wait)
 
     def operations(
         self, job_id: str, status: str | None = None, *, page_size: int = 100

@@ -7,9 +7,12 @@
 It validates submissions with the workers' own rules (`jobstream.submission`) and computes results
 with the workers' own evaluator (`jobstream.expressions`), so answers match the real API's. Jobs
 advance only when told: `run(job_id, count)`, `steps_per_read` operations per read of the job, or
-to completion on a `?wait=` read (a held request answers when its job completes). Switches mimic
-older or newer APIs (`supports_wait`, `filters`, `cursors`), `token` makes it require one, and
-`fail_next` queues faults (transport errors or error statuses) for the next requests.
+to completion on a `?wait=` read (a held request answers when its job completes). A job's event
+stream (`/events`) is written when it opens: the job's state, then, `steps_per_read` operations
+later each, its next states up to the completed one; with `steps_per_read` 0 the stream ends
+after the first state, as a real one does when its lifetime runs out. Switches mimic older or
+newer APIs (`supports_wait`, `filters`, `cursors`), `token` makes it require one, and `fail_next`
+queues faults (transport errors or error statuses) for the next requests.
 """
 
 from __future__ import annotations
@@ -172,6 +175,8 @@ class FakeApi:
             return httpx.Response(204)
         if len(parts) == 3:
             return self._read_job(request, job)
+        if parts[3:] == ["events"]:
+            return self._events(job)
         if parts[3] != "operations":
             raise _Answer(404, "Not Found")
         if len(parts) == 4:
@@ -195,6 +200,18 @@ class FakeApi:
                 raise _Answer(400, f"wait must be between 0 and 60 seconds, got {wait!r}")
             self.run(job.id)  # a held request answers when the job completes
         return _json(job.to_json())
+
+    def _events(self, job: FakeJob) -> httpx.Response:
+        messages = [b"retry: 2000\n\n"]
+        while True:
+            if self.steps_per_read:
+                self.run(job.id, self.steps_per_read)
+            messages.append(b"event: job\ndata: " + orjson.dumps(job.to_json()) + b"\n\n")
+            if job.finished_at or not self.steps_per_read:
+                break
+        return httpx.Response(
+            200, content=b"".join(messages), headers={"Content-Type": "text/event-stream"}
+        )
 
     def _list_jobs(self, request: httpx.Request) -> httpx.Response:
         jobs = sorted(self.jobs.values(), key=lambda j: j.created_at, reverse=True)

@@ -166,6 +166,23 @@ async def test_a_100000_operation_job_shows_its_progress_and_finishes(
     assert f"{BIG_JOB:,}: {BIG_JOB:,} succeeded, 0 failed, 0 pending" in plain
 
 
+async def test_watch_prints_a_json_line_per_change_until_the_job_completes(stack: Stack) -> None:
+    # Given a running job of 5,000 operations
+    body = "".join(f"{n} * 3 - {n % 5}\n" for n in range(5000))
+    job_id = await stack.submit(body, base=stack.client(1))
+
+    # When the command watches it, for a script
+    done = await jobstream(stack, "watch", job_id, "--json")
+
+    # Then it printed the job's state at each change, growing, up to the completed job; exit 0
+    assert done.returncode == 0, done.stderr
+    states = [orjson.loads(line) for line in done.stdout.splitlines()]
+    counts = [s["operations"]["succeeded"] + s["operations"]["failed"] for s in states]
+    assert counts == sorted(counts) and counts[-1] == 5000, counts
+    assert states[-1]["status"] == "completed"
+    assert states[-1] == await stack.job(job_id)
+
+
 async def test_delete_removes_a_job(stack: Stack) -> None:
     # Given a job created with the command
     created = await jobstream(stack, "submit", "operations.txt", "--json")

@@ -27,6 +27,7 @@ from helpers import eventually
 from hypothesis import HealthCheck, settings
 from test_jobs import generated_job
 
+from jobstream.client import Client, Job
 from jobstream.jobevents import JobChange
 from jobstream.models import OperationResult, new_job_id
 from jobstream.settings import Settings
@@ -85,16 +86,22 @@ async def stream(stack: Stack, path: str, base: str | None = None) -> AsyncItera
         yield EventStream(response)
 
 
-async def metric(base: str, name: str, **labels: str) -> float:
-    """One sample of a worker's /metrics (0 when absent)."""
+async def samples(base: str, name: str, **labels: str) -> list[float]:
+    """The values of a worker's /metrics samples of `name` that have these labels."""
     async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as response:
         text = await response.text()
     wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    found = []
     for line in text.splitlines():
         sample, _, value = line.rpartition(" ")
         if re.match(rf"{re.escape(name)}(\{{|$)", sample) and all(w in sample for w in wanted):
-            return float(value)
-    return 0.0
+            found.append(float(value))
+    return found
+
+
+async def metric(base: str, name: str, **labels: str) -> float:
+    """One sample of a worker's /metrics (0 when absent)."""
+    return next(iter(await samples(base, name, **labels)), 0.0)
 
 
 def done(state: dict[str, Any]) -> int:
@@ -136,6 +143,36 @@ async def test_stream_follows_a_job_to_completion(stack: Stack) -> None:
     assert len(states) >= 2, "the stream showed no progress, only the final state"
     # And its last message is the job as the API shows it
     assert states[-1] == await stack.job(job_id)
+
+
+async def test_client_watch_follows_a_job_through_its_stream_without_polling(
+    stack: Stack,
+) -> None:
+    # needs the persisting agent's events
+    # Given a job of 5,000 operations, submitted to one client worker
+    body, _ = generated_job(5000, seed=5001)
+    job_id = await stack.submit(body, base=stack.client(0))
+    base = stack.client(1)
+    stream_reads = await metric(base, "job_watcher_reads_total", kind="stream")
+    api_reads = sum(await samples(base, "mongo_commands_total", origin="api-read"))
+
+    def follow() -> list[Job]:
+        with Client(base, stack.token) as api:
+            return list(api.watch(job_id))
+
+    # When the client library watches it on another
+    states = await asyncio.wait_for(asyncio.to_thread(follow), 150)
+
+    # Then it saw the counters grow, each state once, up to the job as the API shows it
+    assert states[-1].status == "completed" and states[-1].done == 5000, states[-1]
+    assert len(states) >= 2, "the watch showed no progress, only the final state"
+    done_counts = [state.done for state in states]
+    assert done_counts == sorted(set(done_counts)), done_counts
+    assert states[-1] == Job.from_json(await stack.job(job_id))  # read on client 0
+    # And the watched worker read the job once, for the stream's first state, however many
+    # states it yielded: no API read per update (polling reads once per state, at least)
+    assert await metric(base, "job_watcher_reads_total", kind="stream") == stream_reads + 1
+    assert sum(await samples(base, "mongo_commands_total", origin="api-read")) == api_reads
 
 
 async def test_stream_of_a_job_deleted_meanwhile_ends_with_deleted(stack: Stack) -> None:

@@ -303,6 +303,8 @@ def test_watch_streams_json_lines_until_the_job_ends(fake: FakeApi) -> None:
     assert [s["operations"]["succeeded"] + s["operations"]["failed"] for s in states] == [3, 6, 8]
     assert states[-1]["status"] == "completed"
     assert done.exit_code == 1  # one operation failed
+    # followed through the job's event stream, not by reading the job again and again
+    assert [r.url.path for r in fake.requests[1:]] == [f"/api/jobs/{job_id}/events"]
 
 
 def test_watch_prints_a_line_per_change_for_people(fake: FakeApi) -> None:
@@ -313,6 +315,25 @@ def test_watch_prints_a_line_per_change_for_people(fake: FakeApi) -> None:
     assert done.exit_code == 0
     assert "in_progress 3/4 done, 0 failed" in done.stdout
     assert "completed 4/4 done, 0 failed" in done.stdout
+
+
+def test_watch_of_an_unknown_job_exits_2(fake: FakeApi) -> None:
+    done = run("watch", MISSING)
+    assert done.exit_code == 2
+    assert f"no job {MISSING} (HTTP 404 not_found)" in done.stderr
+
+
+def test_watch_that_times_out_exits_3_with_the_last_state(fake: FakeApi) -> None:
+    # Given a job that does not move
+    fake.steps_per_read = 0
+    job_id = submitted(fake, "1\n2\n3\n4", finish=False)
+    fake.run(job_id, 1)
+
+    done = run("watch", job_id, "--timeout", "0")
+
+    assert done.exit_code == 3
+    assert "in_progress 1/4 done, 0 failed" in done.stdout
+    assert "is still in_progress after 0 s (1 of 4 operations done)" in done.stderr
 
 
 def test_following_on_a_terminal_draws_a_progress_bar(fake: FakeApi) -> None:
@@ -328,6 +349,7 @@ def test_following_on_a_terminal_draws_a_progress_bar(fake: FakeApi) -> None:
 
     # Then the bar showed operations done, failures, the rate and the time left
     assert job.finished
+    assert [r.url.path for r in fake.requests[1:]] == [f"/api/jobs/{job_id}/events"]
     drawn = screen.getvalue()
     assert "10/10 done" in drawn and "1 failed" in drawn
     assert "ops/s" in drawn and "left" in drawn and "━" in drawn

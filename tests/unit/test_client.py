@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from jobstream.client import (
     _async,
     _sync,
 )
-from jobstream.client._core import Config, Pager, Waiter
+from jobstream.client._core import Config, Pager, Waiter, Watcher
 from jobstream.client.fake import FakeApi
 from jobstream.client.models import Job
 
@@ -383,7 +384,7 @@ def test_a_page_size_over_the_api_maximum_is_refused_before_sending(connect: Fac
     assert fake.requests == []
 
 
-# --- wait and watch ---
+# --- wait ---
 
 
 def test_wait_asks_the_api_to_hold_the_request(connect: Factory) -> None:
@@ -453,40 +454,375 @@ def test_wait_raises_not_found_for_a_deleted_job(connect: Factory) -> None:
         connect().wait(MISSING, timeout=1)
 
 
-def test_watch_yields_each_change_until_the_job_is_finished(
+# --- watch: the event stream ---
+
+
+class Chunks(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A response body that arrives in exactly these reads; with `cut`, the connection then
+    breaks instead of ending."""
+
+    def __init__(self, *chunks: bytes, cut: bool = False, delay: float = 0) -> None:
+        self.chunks = chunks
+        self.cut = cut
+        self.delay = delay
+
+    def __iter__(self) -> Iterator[bytes]:
+        for number, chunk in enumerate(self.chunks):
+            if number and self.delay:
+                time.sleep(self.delay)  # a real pause: the watch's clock is the real one
+            yield chunk
+        if self.cut:
+            raise httpx.RemoteProtocolError("peer closed connection without a complete body")
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.__iter__():
+            yield chunk
+
+
+def event_stream(*chunks: bytes, cut: bool = False, delay: float = 0) -> httpx.Response:
+    """A 200 event stream whose body comes in these reads (`delay` seconds apart)."""
+    return httpx.Response(
+        200,
+        headers={"Content-Type": "text/event-stream; charset=utf-8"},
+        stream=Chunks(*chunks, cut=cut, delay=delay),
+    )
+
+
+def state(done: int, status: str = "in_progress", total: int = 10) -> bytes:
+    """One `job` message of job MISSING with `done` operations ended (the last one failed)."""
+    failed = 1 if done == total else 0
+    doc = {
+        "id": MISSING,
+        "status": status,
+        "operations": {
+            "total": total,
+            "succeeded": done - failed,
+            "failed": failed,
+            "pending": total - done,
+        },
+        "created_at": "2026-01-01T00:00:00Z",
+        "finished_at": "2026-01-01T00:00:09Z" if status == "completed" else None,
+    }
+    return b"event: job\ndata: " + orjson.dumps(doc) + b"\n\n"
+
+
+DONE = state(10, "completed")
+
+
+class Answers:
+    """A handler that answers each request with the next answer (a response, or an exception to
+    raise), and keeps the requests."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def _progress(jobs: list[Job]) -> list[tuple[str, int]]:
+    return [(job.status, job.done) for job in jobs]
+
+
+def _cut(raw: bytes, size: int) -> list[bytes]:
+    return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+
+def test_watcher_yields_at_most_one_state_per_interval_but_never_holds_back_the_last() -> None:
+    # Given a watch that yields at most one state per second, on a clock the test moves
+    now = [100.0]
+    watcher = Watcher(MISSING, Config.resolve(BASE, env={}), None, 1.0, clock=lambda: now[0])
+
+    def read(chunk: bytes, at: float) -> list[tuple[str, int]]:
+        now[0] = at
+        return _progress(watcher.read(chunk.decode()))
+
+    # Then the first state goes at once; states within the second are held back, the newest
+    # replacing older ones, and go with the next message or keepalive after the second
+    assert read(state(1), 100.0) == [("in_progress", 1)]
+    assert read(state(2) + state(3), 100.4) == []
+    assert read(b": keepalive\n\n", 100.9) == []
+    assert read(state(4), 101.0) == [("in_progress", 4)]
+    assert read(state(5), 101.5) == []
+    assert read(b": keepalive\n\n", 102.1) == [("in_progress", 5)]
+    # And the final state is never held back
+    assert read(state(6), 102.2) == []
+    assert read(DONE, 102.3) == [("completed", 10)]
+    assert watcher.finished
+
+
+def test_watch_follows_the_event_stream_until_the_job_completes(
     connect: Factory, pauses: list[float]
 ) -> None:
+    # Given a job that moves 4 operations between two of its events
     fake = FakeApi(steps_per_read=4)
-    api = connect(fake)
+    api = connect(fake, timeout=7)
     job_id = api.submit(SEED).id
-
-    seen = list(api.watch(job_id, interval=0.3))
-
-    assert [job.done for job in seen] == [4, 8, 10]
-    assert seen[-1].finished and not any(job.finished for job in seen[:-1])
-    assert pauses == [0.3, 0.3]
-
-
-def test_watch_reports_only_changes(connect: Factory) -> None:
-    # Given a job that does not move for a few reads
-    fake = FakeApi()
-    reads = 0
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        nonlocal reads
-        if request.method == "GET":
-            reads += 1
-            if reads == 4:
-                fake.run(job_id)
-        return fake.handle(request)
-
-    api = connect(handler=handle)
-    job_id = api.submit("1\n2").id
 
     seen = list(api.watch(job_id, interval=0))
 
-    assert [(job.status, job.done) for job in seen] == [("in_progress", 0), ("completed", 2)]
-    assert reads == 4
+    # Then it yielded each state up to the completed one, from one stream, without pausing
+    assert _progress(seen) == [("in_progress", 4), ("in_progress", 8), ("completed", 10)]
+    assert seen[-1].finished_at is not None and seen[-1].succeeded == 10
+    (request,) = fake.requests[1:]
+    assert request.url.path == f"/api/jobs/{job_id}/events"
+    assert request.headers["Accept"] == "text/event-stream"
+    # with a read timeout longer than the API's 15 s keepalives; the rest as configured
+    assert request.extensions["timeout"] == {"connect": 7, "read": 45, "write": 7, "pool": 7}
+    assert pauses == []
+
+
+@pytest.mark.parametrize("size", [1, 7, 50])
+def test_watch_reads_messages_split_across_reads_and_yields_each_change_once(
+    connect: Factory, pauses: list[float], size: int
+) -> None:
+    # Given a stream cut mid-line, with keepalives, a job event without data, and a state sent
+    # twice
+    body = (
+        b"retry: 2000\n\n"
+        + state(2)
+        + b": keepalive\n\nevent: job\n\n"
+        + state(2)
+        + state(7)
+        + DONE
+    )
+    answers = Answers(event_stream(*_cut(body, size)))
+
+    seen = list(connect(handler=answers).watch(MISSING, interval=0))
+
+    assert _progress(seen) == [("in_progress", 2), ("in_progress", 7), ("completed", 10)]
+    assert len(answers.requests) == 1 and pauses == []
+
+
+def test_watch_reads_crlf_and_cr_line_ends_split_between_reads(
+    connect: Factory, pauses: list[float]
+) -> None:
+    # Given a stream whose CRLFs are split between reads, and whose last message ends with CR
+    # line ends, the stream's very last byte a CR
+    crlf = state(4).replace(b"\n", b"\r\n")
+    cr = DONE.replace(b"\n", b"\r")
+    body = crlf + cr
+    split = body.index(b"\r\n") + 1
+    answers = Answers(event_stream(body[:split], body[split:-1], body[-1:]))
+
+    seen = list(connect(handler=answers).watch(MISSING, interval=0))
+
+    # Then both states came from the one stream (the final one was not dropped at its end)
+    assert _progress(seen) == [("in_progress", 4), ("completed", 10)]
+    assert len(answers.requests) == 1 and pauses == []
+
+
+def test_watch_reconnects_when_a_stream_ends_without_a_final_state(
+    connect: Factory, pauses: list[float]
+) -> None:
+    # Given a stream whose lifetime ends before the job does, then one that sees it complete
+    answers = Answers(
+        event_stream(b"retry: 1500\n\n" + state(3), state(5)),
+        event_stream(b"retry: 1500\n\n" + state(5), state(8) + DONE),
+    )
+
+    seen = list(connect(handler=answers).watch(MISSING, interval=0))
+
+    # Then it opened the stream again after the server's reconnection time, and went on from
+    # the new stream's first state, which it did not yield twice
+    assert _progress(seen) == [
+        ("in_progress", 3),
+        ("in_progress", 5),
+        ("in_progress", 8),
+        ("completed", 10),
+    ]
+    assert len(answers.requests) == 2
+    assert pauses == [1.5]
+
+
+def test_watch_keeps_the_server_s_reconnection_time_across_streams(
+    connect: Factory, pauses: list[float]
+) -> None:
+    # Given a first stream that sets the reconnection time, and a second one that does not
+    answers = Answers(
+        event_stream(b"retry: 1500\n\n" + state(3)),
+        event_stream(state(5)),
+        event_stream(b"retry: -1\n\nretry: soon\n\n" + state(8)),
+        event_stream(DONE),
+    )
+
+    seen = list(connect(handler=answers).watch(MISSING, interval=0))
+
+    # Then every reconnection waited the 1.5 s it set (a retry that is no time changes nothing)
+    assert [job.done for job in seen] == [3, 5, 8, 10]
+    assert pauses == [1.5, 1.5, 1.5]
+
+
+def test_watch_reconnects_after_a_broken_connection_with_the_retry_backoff(
+    connect: Factory, pauses: list[float]
+) -> None:
+    # Given a stream whose connection breaks, an API that then refuses once, then a stream
+    answers = Answers(
+        event_stream(state(4), b'event: job\ndata: {"half', cut=True),
+        httpx.ConnectError("refused"),
+        event_stream(state(6) + DONE),
+    )
+    api = connect(handler=answers, retry=Retry(attempts=3, backoff=0.5))
+
+    seen = list(api.watch(MISSING, interval=0))
+
+    assert _progress(seen) == [("in_progress", 4), ("in_progress", 6), ("completed", 10)]
+    assert pauses == [0.5, 1.0]  # two failures in a row
+
+
+def test_watch_starts_counting_failures_again_after_a_stream_that_brought_a_state(
+    connect: Factory,
+) -> None:
+    # Given streams that each bring a new state and then break, more times than the retry
+    # policy allows failures in a row
+    breaking = [event_stream(state(n), cut=True) for n in range(1, 6)]
+    answers = Answers(*breaking, event_stream(DONE))
+
+    seen = list(connect(handler=answers, retry=Retry(attempts=2)).watch(MISSING, interval=0))
+
+    assert [job.done for job in seen] == [1, 2, 3, 4, 5, 10]
+
+
+def test_watch_gives_up_after_the_retry_policy_s_attempts(
+    connect: Factory, pauses: list[float]
+) -> None:
+    # Given an API that sends one state, then breaks or refuses every time
+    answers = Answers(
+        event_stream(state(1), cut=True),
+        httpx.ConnectError("[Errno 111] Connection refused"),
+        event_stream(cut=True),  # a stream that breaks before any state is a failure too
+    )
+    api = connect(handler=answers, retry=Retry(attempts=3, backoff=0.1))
+
+    with pytest.raises(ApiUnreachable, match=r"Connection refused|complete body"):
+        list(api.watch(MISSING, interval=0))
+
+    assert len(answers.requests) == 3
+    assert pauses == [0.1, 0.2]
+
+
+def test_watch_of_a_stream_that_ends_before_any_state_retries_then_gives_up(
+    connect: Factory,
+) -> None:
+    answers = Answers(event_stream(b"retry: 2000\n\n"), event_stream(b": keepalive\n\n"))
+    with pytest.raises(ApiUnreachable, match="the stream ended before any state"):
+        list(connect(handler=answers, retry=Retry(attempts=2)).watch(MISSING))
+    assert len(answers.requests) == 2
+
+
+def test_watch_raises_not_found_when_the_job_is_deleted(connect: Factory) -> None:
+    # Given a stream that shows the job, then its deletion
+    deleted = b'event: job\ndata: {"id": "%s", "status": "deleted"}\n\n' % MISSING.encode()
+    answers = Answers(event_stream(state(3), deleted))
+
+    # Then watching it fails as reading a deleted job does: NotFound, 404 not_found
+    with pytest.raises(NotFound) as gone:
+        list(connect(handler=answers).watch(MISSING, interval=0))
+
+    assert (gone.value.status, gone.value.code) == (404, "not_found")
+    assert gone.value.message == f"job {MISSING} was deleted"
+
+
+def test_watch_yields_the_states_before_a_deletion() -> None:
+    deleted = b'event: job\ndata: {"id": "%s", "status": "deleted"}\n\n' % MISSING.encode()
+    answers = Answers(event_stream(state(3), deleted))
+    seen: list[Job] = []
+
+    with Client(BASE, transport=httpx.MockTransport(answers)) as api, pytest.raises(NotFound):
+        seen.extend(api.watch(MISSING, interval=0))
+
+    assert _progress(seen) == [("in_progress", 3)]
+
+
+def test_watch_of_an_unknown_job_is_not_found_at_once(connect: Factory) -> None:
+    fake = FakeApi()
+    with pytest.raises(NotFound, match=f"no job {MISSING}"):
+        list(connect(fake).watch(MISSING))
+    assert len(fake.requests) == 1
+
+
+def test_watch_retries_a_busy_api(connect: Factory, pauses: list[float]) -> None:
+    # Given a worker whose every watcher place is taken, once
+    fake = FakeApi(steps_per_read=10)
+    job_id = connect(fake).submit(SEED).id
+    busy = httpx.Response(
+        503,
+        json={"error": "busy", "message": "this worker already serves 200 event streams"},
+        headers={"Retry-After": "5"},
+    )
+    answers = Answers(busy)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return answers(request) if answers.answers else fake.handle(request)
+
+    seen = list(connect(handler=handle, retry=Retry(backoff=0.3)).watch(job_id, interval=0))
+
+    assert _progress(seen) == [("completed", 10)]
+    assert pauses == [0.3]
+
+
+def test_watch_gives_up_on_a_busy_api_with_its_message(connect: Factory) -> None:
+    busy = {"error": "busy", "message": "this worker already serves 200 event streams"}
+    answers = Answers(*[httpx.Response(503, json=busy) for _ in range(2)])
+    with pytest.raises(Unavailable, match="already serves 200 event streams"):
+        list(connect(handler=answers, retry=Retry(attempts=2)).watch(MISSING))
+
+
+def test_watch_sends_the_token(connect: Factory) -> None:
+    fake = FakeApi(token="s3cret", steps_per_read=10)
+    job_id = connect(fake, token="s3cret").submit(SEED).id
+
+    assert [job.done for job in connect(fake, token="s3cret").watch(job_id)] == [10]
+    with pytest.raises(Unauthorized):
+        list(connect(fake, token=None).watch(job_id))
+
+    assert fake.requests[1].url.path.endswith("/events")
+    assert fake.requests[1].headers["Authorization"] == "Bearer s3cret"
+    assert "Authorization" not in fake.requests[2].headers
+
+
+def test_watch_gives_up_at_the_deadline_with_the_newest_state(connect: Factory) -> None:
+    # Given a job that does not move
+    fake = FakeApi()
+    api = connect(fake)
+    job_id = api.submit(SEED).id
+    fake.run(job_id, 3)
+
+    with pytest.raises(WaitTimeout) as late:
+        list(api.watch(job_id, timeout=0))
+
+    assert late.value.job.id == job_id and late.value.job.done == 3
+    assert "is still in_progress after 0 s (3 of 10 operations done)" in str(late.value)
+
+
+def test_watch_checks_the_deadline_at_a_keepalive(connect: Factory) -> None:
+    # Given a job that moves once, then sends only a keepalive (half a second later) before the
+    # state that completes it
+    answers = Answers(event_stream(state(3), b": keepalive\n\n", DONE, delay=0.5))
+
+    # When it is watched with a deadline that passes before the keepalive comes
+    with pytest.raises(WaitTimeout) as late:
+        list(connect(handler=answers).watch(MISSING, interval=0, timeout=0.2))
+
+    # Then the keepalive was enough to end it, with the newest state
+    assert late.value.job.done == 3
+
+
+def test_watch_of_an_answer_that_is_not_a_stream_is_a_protocol_error(connect: Factory) -> None:
+    answers = Answers(httpx.Response(200, json={"id": MISSING}))
+    with pytest.raises(ProtocolError, match="not an event stream: is this a jobstream API"):
+        list(connect(handler=answers).watch(MISSING))
+
+
+def test_watch_of_an_event_that_is_not_json_is_a_protocol_error(connect: Factory) -> None:
+    answers = Answers(event_stream(b"event: job\ndata: <html>\n\n"))
+    with pytest.raises(ProtocolError, match="not JSON"):
+        list(connect(handler=answers).watch(MISSING))
 
 
 # --- errors ---
