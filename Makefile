@@ -12,7 +12,8 @@ BENCH_STAMP := $(VENV)/.installed-bench
 DEV := scripts/dev.sh
 COMPOSE ?= docker compose
 API_URL ?= http://127.0.0.1:8080
-CURL := curl -sS --fail-with-body -w '\n'
+# With JOBSTREAM_API_TOKEN set (as for the CLI), the api-* targets send it as a bearer token.
+CURL := curl -sS --fail-with-body -w '\n' $(if $(JOBSTREAM_API_TOKEN),-H 'Authorization: Bearer $(JOBSTREAM_API_TOKEN)')
 
 .PHONY: help install install-browser format lint test test-unit test-integration test-e2e test-chaos bench bench-quick infra-up infra-down infra-status \
         bootstrap-topics dev-start dev-stop dev-logs dev-status docker-start docker-stop docker-logs \
@@ -92,9 +93,11 @@ bench: install $(BENCH_STAMP) ## the benchmark: stack lock, fresh database, 3+3 
 bench-quick: install $(BENCH_STAMP) ## a ~2.5-minute benchmark
 	bench/run.sh --quick
 
-# The API's refusals and its OpenAPI contract once more, with the workers requiring a bearer token.
+# The API's refusals, its OpenAPI contract and the api-* targets once more, with the workers
+# requiring a bearer token.
 TOKEN_PASS := JOBSTREAM_E2E_TOKEN=1 JOBSTREAM_E2E_SCHEMATHESIS_EXAMPLES=10 \
-	$(BIN)/pytest tests/e2e/test_auth.py tests/e2e/test_errors.py tests/e2e/test_openapi.py
+	$(BIN)/pytest tests/e2e/test_auth.py tests/e2e/test_errors.py tests/e2e/test_openapi.py \
+	tests/e2e/test_make_targets.py
 
 test: install install-browser ## install, start the services, lint, run every suite (API again with a token; fault suite last), stop everything (also on failure)
 	$(MAKE) infra-up

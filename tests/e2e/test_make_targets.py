@@ -1,4 +1,5 @@
-"""The seed's `make api-*` targets work against the running local stack."""
+"""The seed's `make api-*` targets work against the running local stack (with the session's token
+when the API needs one: they send JOBSTREAM_API_TOKEN as the CLI does)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 from typing import Any
 
 import pytest
-from conftest import ROOT, Stack
+from conftest import ROOT, TOKEN, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -17,6 +18,8 @@ async def make(target: str, **variables: str) -> Any:
     """Run `make -s <target> VAR=...` and parse the JSON it prints (None when it prints nothing)."""
     args = ["make", "-s", target, "API_URL=http://127.0.0.1:8080"]
     args += [f"{key}={value}" for key, value in variables.items()]
+    if TOKEN:
+        args.append(f"JOBSTREAM_API_TOKEN={TOKEN}")
     done = await asyncio.to_thread(
         subprocess.run, args, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
