@@ -89,7 +89,19 @@ def text(driver: WebDriver, selector: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, selector).text
 
 
+#: Reads of a column that the page may re-render meanwhile (a job page loads its operations again
+#: when its first state says the job is completed: CI once read a table replaced mid-read).
+COLUMN_READS = 5
+
+
 def column(driver: WebDriver, selector: str) -> list[str]:
+    """The text of every element `selector` matches, read again if the page replaced them
+    between finding and reading."""
+    for _ in range(COLUMN_READS - 1):
+        try:
+            return [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, selector)]
+        except StaleElementReferenceException:
+            continue
     return [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, selector)]
 
 
