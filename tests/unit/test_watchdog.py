@@ -160,6 +160,7 @@ class WorkerStandIn:
         self.in_recovery = False
         self.loop = SimpleNamespace(time=lambda: self.now)
         self.timers: list[Callable[[], Awaitable[None]]] = []
+        self.restarts: list[float] = []
 
     def timer(self, interval: float, name: str) -> Callable[[Any], Any]:
         def register(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -168,28 +169,34 @@ class WorkerStandIn:
 
         return register
 
+    def watchdog(
+        self, topic: str, metrics: Metrics | None = None, **options: float
+    ) -> Callable[[], Awaitable[None]]:
+        """Register the watchdog on this worker (restarts recorded in `restarts`); its timer."""
+        register_watchdog(
+            self,  # type: ignore[arg-type]
+            topic,
+            metrics or Metrics.create(),
+            restart=lambda: self.restarts.append(self.now),
+            **options,  # type: ignore[arg-type]
+        )
+        (watch,) = self.timers
+        return watch
+
 
 async def test_a_worker_whose_consumer_stalls_says_so_and_restarts(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     worker = WorkerStandIn()
     metrics = Metrics.create()
-    restarts: list[float] = []
-    register_watchdog(
-        worker,  # type: ignore[arg-type]
-        "application.operation.request",
-        metrics,
-        stall_after=60,
-        restart=lambda: restarts.append(worker.now),
-    )
-    (watch,) = worker.timers
+    watch = worker.watchdog("application.operation.request", metrics, stall_after=60)
 
     with caplog.at_level(logging.ERROR, logger="jobstream.agents.watchdog"):
         for second in range(0, 61, 15):  # the timer's interval: a restart at 60 s, none before
             worker.now = second
             await watch()
 
-    assert restarts == [60]
+    assert worker.restarts == [60]
     assert metrics.registry.get_sample_value("consumer_stalls_total") == 1
     assert "consumer stalled: 1 partitions of application.operation.request" in caplog.text
     assert "7@42" in caplog.text
@@ -239,22 +246,14 @@ async def test_brokers_that_do_not_answer_skip_a_check_instead_of_crashing_the_w
 ) -> None:
     worker = WorkerStandIn()
     worker.consumer = UnreachableBrokers()
-    restarts: list[float] = []
-    register_watchdog(
-        worker,  # type: ignore[arg-type]
-        "application.operation.request",
-        Metrics.create(),
-        stall_after=60,
-        restart=lambda: restarts.append(worker.now),
-    )
-    (watch,) = worker.timers
+    watch = worker.watchdog("application.operation.request", stall_after=60)
 
     with caplog.at_level(logging.WARNING, logger="jobstream.agents.watchdog"):
         for second in range(0, 121, 15):
             worker.now = second
             await watch()  # raising here is what crashed the Faust app
 
-    assert restarts == []  # no answer is no evidence of a stall
+    assert worker.restarts == []  # no answer is no evidence of a stall
     assert "no log end offsets from the brokers" in caplog.text
 
 
@@ -286,16 +285,9 @@ async def test_a_partition_whose_commit_is_held_back_is_read_again_from_its_comm
     worker = WorkerStandIn()
     consumer = worker.consumer = HoleyConsumer()
     metrics = Metrics.create()
-    restarts: list[float] = []
-    register_watchdog(
-        worker,  # type: ignore[arg-type]
-        "application.operation.response",
-        metrics,
-        stall_after=60,
-        restart=lambda: restarts.append(worker.now),
-        rewind_after=30,
+    watch = worker.watchdog(
+        "application.operation.response", metrics, stall_after=60, rewind_after=30
     )
-    (watch,) = worker.timers
 
     # While a message of the partition is being handled, the held commit is only slowness
     consumer._unacked_messages = [SimpleNamespace(tp=consumer.tp, acked=False)]
@@ -314,20 +306,13 @@ async def test_a_partition_whose_commit_is_held_back_is_read_again_from_its_comm
     assert consumer._read_offset[consumer.tp] == 42
     assert metrics.registry.get_sample_value("consumer_rewinds_total") == 1
     assert "application.operation.response[3]@42->48" in caplog.text
-    assert restarts == []  # its position moved: repaired in place, not a stall
+    assert worker.restarts == []  # its position moved: repaired in place, not a stall
 
 
 async def test_no_partition_is_read_again_while_the_worker_rebalances() -> None:
     worker = WorkerStandIn()
     consumer = worker.consumer = HoleyConsumer()
-    register_watchdog(
-        worker,  # type: ignore[arg-type]
-        "application.operation.response",
-        Metrics.create(),
-        restart=lambda: None,
-        rewind_after=30,
-    )
-    (watch,) = worker.timers
+    watch = worker.watchdog("application.operation.response", rewind_after=30)
 
     worker.rebalancing = True
     for second in (0, 30, 60):
