@@ -21,9 +21,13 @@ it again until the next rebalance. In the default-settings fault scenarios (a ro
 SIGKILLed client, on a fresh stack, one pass in three) whole jobs waited for the 120 s reconcile
 timer with no stall seen and nothing lost; a message held that way is the likely cause (the logs do
 not say which message it was). A partition whose commit base has not moved for `rewind_after`
-seconds while its log goes on past it, with none of its messages delivered and unacknowledged, is
+seconds while its log goes on past it, with nothing delivered and unacknowledged on the worker, is
 therefore read again from its base (`consumer_rewinds_total`): the messages after it come again
-and are recognised as duplicates.
+and are recognised as duplicates. The whole worker must be idle, not only the partition: under a
+backlog, partitions whose messages were not fetched yet also keep their base for long, and a first
+version that looked at the partition alone rewound a dozen of them at a time in the benchmark's
+overload phases (more work for a worker already behind). A real hole shows once the load eases
+(the benchmark's drain after a watchers run waited on one until its rewind; then it drained in 4 s).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ RESTARTS_ENV = "JOBSTREAM_STALL_RESTARTS"
 CHECK_INTERVAL = 5.0
 #: How long a lagging partition may go unfetched, with nothing in flight, before a restart.
 STALL_AFTER = 60.0
-#: How long a partition's commit may stay behind its log end, with none of its messages in flight,
+#: How long a partition's commit may stay behind its log end, with nothing in flight on the worker,
 #: before it is read again from the commit (commits happen every few seconds when work is done).
 REWIND_AFTER = 30.0
 
@@ -91,12 +95,12 @@ class StallDetector:
 
 @dataclass(frozen=True)
 class Commit:
-    """Where a partition's next commit starts, where its log ends, and whether any of its
-    messages is being handled."""
+    """Where a partition's next commit starts, where its log ends, and whether the worker is
+    handling any message."""
 
     base: int | None  # the commit base (jobstream/consumer.py); None when unknown
     end: int | None  # the log end offset; None when unknown
-    busy: bool  # a message of the partition was delivered and is not acknowledged yet
+    busy: bool  # a message of the worker was delivered and is not acknowledged yet
 
 
 @dataclass
@@ -167,11 +171,10 @@ def register_watchdog(
             log.warning("consumer watchdog: no log end offsets from the brokers (%r)", exc)
             return
         positions = {tp: Position(_position(consumer, tp), ends.get(tp)) for tp in assigned}
-        handling = _partitions_in_flight(consumer)
-        in_flight = bool(handling)
+        in_flight = any(not m.acked for m in list(consumer._unacked_messages))
         now = app.loop.time()
         await _rewind_held_commits(
-            app, consumer, held_commits, now, assigned, ends, handling, metrics
+            app, consumer, held_commits, now, assigned, ends, in_flight, metrics
         )
         stalled = detector.observe(now, positions, in_flight)
         if stalled:
@@ -189,11 +192,6 @@ def register_watchdog(
     return detector
 
 
-def _partitions_in_flight(consumer: Any) -> set[Any]:
-    """The partitions of which a delivered message is not acknowledged yet."""
-    return {m.tp for m in list(consumer._unacked_messages) if not m.acked}
-
-
 async def _rewind_held_commits(
     app: faust.App,
     consumer: Any,
@@ -201,7 +199,7 @@ async def _rewind_held_commits(
     now: float,
     assigned: list[Any],
     ends: Mapping[Any, int],
-    handling: set[Any],
+    in_flight: bool,
     metrics: Metrics,
 ) -> None:
     """Read again, from its commit base, every partition whose commit is held back."""
@@ -209,12 +207,12 @@ async def _rewind_held_commits(
         detector.forget()  # the rebalance seeks every partition to its commit itself
         return
     bases: Mapping[Any, int] = getattr(consumer, "commit_bases", {})
-    commits = {tp: Commit(bases.get(tp), ends.get(tp), tp in handling) for tp in assigned}
+    commits = {tp: Commit(bases.get(tp), ends.get(tp), in_flight) for tp in assigned}
     held = detector.observe(now, commits)
     if not held:
         return
     log.warning(
-        "%d partitions had their commit held back for %.0fs by messages nobody is handling "
+        "%d partitions had their commit held back for %.0fs with nothing being handled "
         "(%s); reading them again from there",
         len(held),
         detector.rewind_after,
