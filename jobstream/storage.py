@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from opentelemetry import trace
@@ -93,8 +95,11 @@ PURGE_ATTEMPTS = 5
 WRITE_ATTEMPTS = 3
 VISIBLE = {"$in": ["in_progress", "completed"]}
 CONCURRENT_COMMANDS = 10  # per batch; the client pool (maxPoolSize) is 20
-#: Slots of the slot index whose jobs the FerretDB listing reads at once, at most.
-SLOTS_AT_ONCE = 8
+#: Slots of the slot index whose jobs the FerretDB listing reads at once: first, and at most.
+FIRST_SLOTS = 4
+SLOTS_AT_ONCE = 16
+#: Children of a slot index entry read in one reply.
+CHILDREN_BATCH = 10_000
 #: Longest a listing's total is reused (FerretDB's estimate; a count by status), in seconds.
 TOTAL_EVERY = 5.0
 #: Below this many jobs by PostgreSQL's statistics, the FerretDB form counts them by reading them.
@@ -303,8 +308,20 @@ async def detect_dialect(client: AsyncMongoClient) -> Dialect:
 
 #: Milliseconds of creation time that one slot of the FerretDB listing covers.
 SLOT_MS = 100
-#: Slots per minute document of the slot index, and minutes per hour document.
+#: Slots per minute.
 SLOTS_PER_MINUTE = 60_000 // SLOT_MS
+#: The levels of the slot index, widest first: each entry's key prefix and how many slots it
+#: covers (a day, an hour, a minute, six seconds, a slot). Each level has at most a few dozen
+#: entries under one parent, so every read of the walk is small: FerretDB spends about 20 µs per
+#: document it returns, and a minute of 600 slots read at once cost ~10 ms.
+LEVELS: tuple[tuple[str, int], ...] = (
+    ("d", 24 * 60 * SLOTS_PER_MINUTE),
+    ("h", 60 * SLOTS_PER_MINUTE),
+    ("m", SLOTS_PER_MINUTE),
+    ("g", SLOTS_PER_MINUTE // 10),
+    ("s", 1),
+)
+SPANS = dict(LEVELS)
 
 
 def slot_of(created_at: datetime) -> int:
@@ -312,20 +329,36 @@ def slot_of(created_at: datetime) -> int:
     return int(created_at.timestamp() * 1000) // SLOT_MS
 
 
+def slot_path(slot: int) -> list[tuple[str, str]]:
+    """The (key, parent) entries that list a slot, widest level first."""
+    keys = [f"{prefix}:{slot // span}" for prefix, span in LEVELS]
+    return list(zip(keys, ["root", *keys[:-1]], strict=True))
+
+
+def _span(key: str) -> tuple[int, int]:
+    """The first and last slot an entry covers."""
+    prefix, number = key.split(":", 1)
+    span = SPANS[prefix]
+    return int(number) * span, (int(number) + 1) * span - 1
+
+
 class SlotIndex:
     """Which slots (SLOT_MS of creation time) have jobs: FerretDB's stand-in for MongoDB's sorted
     `_id` index.
 
     Every job document carries `slot`, from its creation time, which FerretDB looks up by equality
-    on an index. The index is a tree of tiny documents in `listing`, each naming its parent:
-    `h:<hour>` (parent `root`), `m:<minute>` (parent its hour), `s:<slot>` (parent its minute).
-    The listing reads the newest hour's minutes, the newest minute's slots, then the jobs of each
-    slot, newest first, and stops when a page is full: a few small lookups by equality however
-    many jobs are stored. A worker inserts a slot's entries once, before its first job in that slot
-    is inserted (so no job is ever unlisted): at most one insert per worker and busy slot, not one
-    per job. Entries are inserted, never updated: FerretDB runs an update as a read then a write,
-    so concurrent `$addToSet`s on one shared document lose entries (seen in the benchmark: jobs
-    never listed). Unused on MongoDB.
+    on an index. The index is a tree of tiny documents in `listing`, each naming its parent: a day
+    `d:<n>` (parent `root`), its hours `h:<n>`, their minutes `m:<n>`, six-second groups `g:<n>`
+    and slots `s:<n>` (`LEVELS`). The listing walks the tree newest first, reading the children of
+    one entry at a time (those on the path of the current time all at once, before it needs them),
+    then the jobs of each slot, and stops when a page is full: a few small lookups by equality
+    however many jobs are stored. A worker inserts a slot's entries once, before its first job in
+    that slot is inserted (so no job is ever unlisted): at most one insert per worker and busy
+    slot, not one per job. Entries are inserted, never updated: FerretDB runs an update as a read
+    then a write, so concurrent `$addToSet`s on one shared document lose entries (seen in the
+    benchmark: jobs never listed). The walk orders entries by the slots they cover, whatever their
+    level, so an index written with the earlier three levels (`h` under `root`, `s` under `m`)
+    still lists its jobs in order. Unused on MongoDB.
     """
 
     #: Entries remembered as inserted; forgotten all at once past this many.
@@ -340,13 +373,10 @@ class SlotIndex:
 
     async def register(self, slots: Iterable[int]) -> None:
         """Record that jobs exist in these slots (idempotent); parents before children."""
-        levels: list[dict[str, str]] = [{}, {}, {}]
+        levels: list[dict[str, str]] = [{} for _ in LEVELS]
         for slot in slots:
-            minute = slot // SLOTS_PER_MINUTE
-            hour = minute // 60
-            levels[0][f"h:{hour}"] = "root"
-            levels[1][f"m:{minute}"] = f"h:{hour}"
-            levels[2][f"s:{slot}"] = f"m:{minute}"
+            for level, (key, parent) in zip(levels, slot_path(slot), strict=True):
+                level[key] = parent
         for level in levels:
             others = {k: self._inserting[k] for k in level if k in self._inserting}
             mine = {k: p for k, p in level.items() if k not in self._known and k not in others}
@@ -377,38 +407,57 @@ class SlotIndex:
                 if self._inserting.get(key) is done:
                     del self._inserting[key]
 
-    async def _children(self, parent: str) -> list[int]:
-        cursor = self._collection.find({"parent": parent}, {"_id": 1})
-        return [int(doc["_id"][2:]) async for doc in cursor]
+    async def _children(self, parent: str) -> list[str]:
+        # in one reply (FerretDB's first batch is otherwise 101 documents, then a getMore)
+        cursor = self._collection.find({"parent": parent}, {"_id": 1}, batch_size=CHILDREN_BATCH)
+        return [doc["_id"] async for doc in cursor]
 
     async def slots(
-        self, *, before: int | None = None, after: int | None = None
+        self, *, before: int | None = None, after: int | None = None, near: Iterable[int] = ()
     ) -> AsyncIterator[int]:
-        """Registered slots: newest first up to `before`, or oldest first from `after`."""
+        """Registered slots: newest first up to `before`, or oldest first from `after`.
+
+        The children of `root` and of the entries on the paths to the `near` slots are read at
+        once, in one round trip: a listing from the current time finds the newest slots in that
+        round trip when they are recent. Any other entry's children are read when the walk
+        reaches it, which is when it covers the newest (oldest) slots left.
+        """
         newest_first = before is not None
         low = -1 if after is None else after
         high = before if before is not None else 1 << 62
-        for hour in sorted(await self._children("root"), reverse=newest_first):
-            if not low // SLOTS_PER_MINUTE // 60 <= hour <= high // SLOTS_PER_MINUTE // 60:
-                continue
-            for minute in sorted(await self._children(f"h:{hour}"), reverse=newest_first):
-                if not low // SLOTS_PER_MINUTE <= minute <= high // SLOTS_PER_MINUTE:
-                    continue
-                for slot in sorted(await self._children(f"m:{minute}"), reverse=newest_first):
-                    if low <= slot <= high:
-                        yield slot
+        keys = ["root", *{key for slot in near for key, _ in slot_path(slot)[:-1]}]
+        read = dict(zip(keys, await asyncio.gather(*map(self._children, keys)), strict=True))
+        heap: list[tuple[int, str]] = []
+
+        def push(children: list[str]) -> None:
+            for key in children:
+                first, last = _span(key)
+                if last >= low and first <= high:
+                    heapq.heappush(heap, (-last, key) if newest_first else (first, key))
+
+        # Entries by the newest (oldest) slot they may hold: a slot comes out only when no entry
+        # left can hold a newer (older) one, whatever the levels (and the index's layout).
+        push(read.pop("root"))
+        while heap:
+            _, key = heapq.heappop(heap)
+            if key.startswith("s:"):
+                yield int(key[2:])
+            else:
+                children = read.pop(key, None)
+                push(await self._children(key) if children is None else children)
 
     async def forget(self, slot: int) -> None:
-        """Drop a slot whose jobs are all gone (retention), and its parents once childless."""
-        minute = slot // SLOTS_PER_MINUTE
-        hour = minute // 60
-        for key, parent in ((f"s:{slot}", f"m:{minute}"), (f"m:{minute}", f"h:{hour}")):
+        """Drop a slot whose jobs are all gone (retention), and each parent left childless."""
+        key = f"s:{slot}"
+        while key != "root":
+            entry = await self._collection.find_one({"_id": key}, {"parent": 1})
             await self._collection.delete_one({"_id": key})
             self._known.discard(key)
-            if await self._collection.find_one({"parent": parent}, {"_id": 1}):
+            if entry is None or await self._collection.find_one(
+                {"parent": entry["parent"]}, {"_id": 1}
+            ):
                 return
-        await self._collection.delete_one({"_id": f"h:{hour}"})
-        self._known.discard(f"h:{hour}")
+            key = entry["parent"]
 
 
 @dataclass
@@ -583,6 +632,8 @@ class MongoRepository:
             cursor = self._jobs.find(query, JOB_FIELDS).sort("_id", DESCENDING).skip(skip)
             jobs = [_job(doc) async for doc in cursor.limit(size)]
         full = len(jobs) == size
+        # what the pages up to this one show: none of them past an empty page
+        shown = skip + len(jobs) if jobs else 0
         # on FerretDB the completed jobs' total is an estimate (see `_total_of`)
         if status is None or (status == "completed" and ferretdb):
             # an estimate: never less than what the pages up to this one show, and one more when
@@ -590,27 +641,31 @@ class MongoRepository:
             total = (
                 await self._estimated_total() if status is None else await self._total_of(status)
             )
-            total = max(total, skip + len(jobs) + (1 if full else 0))
+            total = max(total, shown + (1 if full else 0))
         else:
             # a count (at most TOTAL_EVERY s old): never less than what the pages show
-            total = max(await self._total_of(status), skip + len(jobs))
+            total = max(await self._total_of(status), shown)
         return JobPage(jobs, jobs[-1].id if full else None, total)
 
     async def _list_by_slots(
         self, count: int, after: str | None, status: ListedStatus | None = None
     ) -> list[Job]:
         """The newest `count` visible jobs (of `status`, if given; before `after`), from the slot
-        index (FerretDB): the newest slot first, then twice as many slots at a time, up to
-        SLOTS_AT_ONCE. A slot is read by equality on `slot` alone, with or without a status (the
-        status is kept here), so a filtered page reads the same slots as an unfiltered one, plus
-        those holding the jobs it leaves out."""
+        index (FerretDB): the newest FIRST_SLOTS slots at once, then as many as the jobs still
+        wanted need at the number of them per slot seen so far, up to SLOTS_AT_ONCE. A slot is
+        read by equality on `slot` alone, with or without a status (the status is kept here), so
+        a filtered page reads the same slots as an unfiltered one, plus those holding the jobs it
+        leaves out. FerretDB spends about a millisecond per job document it returns, so a page
+        reads few more jobs than it shows."""
         start = job_created_at(after) if after is not None else None
         # from the cursor's slot, or from a minute ahead (a worker's clock may be ahead)
-        before = slot_of(start or utcnow() + timedelta(minutes=1))
+        now = slot_of(utcnow())
+        before = slot_of(start) if start is not None else now + SLOTS_PER_MINUTE
+        near = [before] if start is not None else [before, now]
         wanted = VISIBLE["$in"] if status is None else [status]
         jobs: list[Job] = []
         pending: list[int] = []
-        batch = 1
+        batch, slots_read = FIRST_SLOTS, 0
 
         async def read(slots: list[int]) -> None:
             found = await _each(slots, lambda s: self._jobs.find({"slot": s}, JOB_FIELDS).to_list())
@@ -619,13 +674,17 @@ class MongoRepository:
                     if doc["status"] in wanted and (after is None or doc["_id"] < after):
                         jobs.append(_job(doc))
 
-        async for slot in self._slots.slots(before=before):
+        async for slot in self._slots.slots(before=before, near=near):
             pending.append(slot)
             if len(pending) == batch:
                 await read(pending)
-                pending, batch = [], min(batch * 2, SLOTS_AT_ONCE)
+                slots_read += len(pending)
+                pending = []
                 if len(jobs) >= count:
                     break
+                per_slot = len(jobs) / slots_read
+                wanted_slots = math.ceil((count - len(jobs)) / per_slot) if per_slot else batch * 2
+                batch = max(1, min(wanted_slots, SLOTS_AT_ONCE))
         if pending and len(jobs) < count:
             await read(pending)
         return jobs[:count]

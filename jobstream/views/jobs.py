@@ -40,6 +40,11 @@ OPERATION_ID = re.compile(r"(?:(?P<job>[0-9a-f]{32})-)?(?P<index>[1-9][0-9]{0,8}
 DEFAULT_PAGE_SIZE = 30
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10**9
+#: Deepest page of the jobs listing by number (`?page=`): an offset is a walk through every job
+#: before it (FerretDB reads each one; MongoDB's `skip` steps over each index entry), so deeper
+#: pages go by the `next` cursor, whose cost does not grow. A bound on the page alone (not on the
+#: offset) keeps it in the OpenAPI document, which cannot relate two parameters.
+MAX_LISTING_PAGE = 100
 READ_CHUNK = 64 * 1024
 
 
@@ -94,13 +99,14 @@ def job_status_from(query: Any) -> ListedStatus | None:
     return _status_from(query, LISTED_STATUSES)  # type: ignore[return-value]
 
 
-def page_from(query: Any) -> tuple[int, int]:
-    """`page` (1 to 10^9, default 1) and `size` (1-100, default 30) query parameters, validated.
+def page_from(query: Any, max_page: int = MAX_PAGE, beyond: str = "") -> tuple[int, int]:
+    """`page` (1 to `max_page`, default 1) and `size` (1-100, default 30) query parameters,
+    validated; `beyond` ends the message that refuses a deeper page.
 
     A parameter given empty (`?page=`) is refused like any other non-integer.
     """
 
-    def number(name: str, default: int, high: int) -> int:
+    def number(name: str, default: int, high: int, beyond: str = "") -> int:
         raw = query.get(name)
         if raw is None:
             return default
@@ -108,10 +114,10 @@ def page_from(query: Any) -> tuple[int, int]:
             raise InvalidJob(f"{name} must be a positive integer, got {raw[:20]!r}")
         value = int(raw)
         if not 1 <= value <= high:
-            raise InvalidJob(f"{name} must be between 1 and {high}, got {value}")
+            raise InvalidJob(f"{name} must be between 1 and {high}, got {value}{beyond}")
         return value
 
-    return number("page", 1, MAX_PAGE), number("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return number("page", 1, max_page, beyond), number("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def cursor_from(query: Any) -> str | None:
@@ -226,7 +232,12 @@ def register_job_views(
             )
 
         async def get(self, request: aioweb.Request) -> aioweb.Response:
-            page, size = page_from(request.query)
+            page, size = page_from(
+                request.query,
+                MAX_LISTING_PAGE,
+                ": the jobs listing goes that deep by page number; to go further, follow a "
+                "page's 'next' cursor (?cursor=)",
+            )
             after = cursor_from(request.query)
             status = job_status_from(request.query)
             listing = await repository.list_jobs(size, after=after, page=page, status=status)

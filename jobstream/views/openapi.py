@@ -19,6 +19,7 @@ from jobstream.telemetry import Metrics
 from jobstream.views.base import JsonView
 from jobstream.views.jobs import (
     DEFAULT_PAGE_SIZE,
+    MAX_LISTING_PAGE,
     MAX_PAGE,
     MAX_PAGE_SIZE,
     OPERATION_STATUSES,
@@ -42,6 +43,12 @@ PAGE = [
             "default": DEFAULT_PAGE_SIZE,
         },
     },
+]
+
+#: The jobs listing's page number goes less deep (see `MAX_LISTING_PAGE`).
+LISTING_PAGE = [
+    {**PAGE[0], "schema": {**PAGE[0]["schema"], "maximum": MAX_LISTING_PAGE}},
+    PAGE[1],
 ]
 
 CURSOR = {
@@ -198,13 +205,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "summary": "List jobs, newest first",
                     "description": (
                         "Page by `cursor` (the `next` of the previous page; cheap however many "
-                        "jobs are stored) or by `page` number (ignored with a cursor). With "
+                        "jobs are stored) or by `page` number (ignored with a cursor), at most "
+                        f"{MAX_LISTING_PAGE} (an offset walks every job before it). With "
                         "`status`, only the jobs in that status, and `total` counts those. "
                         "`total` is approximate: it may count jobs being deleted or lag a few "
                         "seconds, and on FerretDB the completed jobs' total is estimated."
                     ),
                     "parameters": [
-                        *PAGE,
+                        *LISTING_PAGE,
                         CURSOR,
                         {
                             "name": "status",

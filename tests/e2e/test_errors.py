@@ -170,10 +170,14 @@ async def test_unknown_route_and_method_answer_json(stack: Stack) -> None:
     assert set(headers["Allow"].split(",")) == {"GET", "HEAD", "DELETE"}
 
 
-async def test_largest_page_is_answered(stack: Stack) -> None:
-    status, body, _ = await stack.request("GET", "/api/jobs?page=1000000000&size=1")
-    assert status == 200
-    assert body["page"] == 1_000_000_000 and body["items"] == []
+async def test_a_jobs_page_number_past_100_is_refused_with_the_way_on(stack: Stack) -> None:
+    status, body, _ = await stack.request("GET", "/api/jobs?page=100&size=100")
+    assert status == 200 and body["page"] == 100
+    # deeper, up to the largest page number the operations listing takes: a 400 naming the cursor
+    for page in (101, 1_000_000_000):
+        status, body, _ = await stack.request("GET", f"/api/jobs?page={page}&size=1")
+        assert_problem(status, body, 400)
+        assert "between 1 and 100" in body["message"] and "'next' cursor" in body["message"]
 
 
 async def test_concurrent_deletes_of_one_job_all_end_with_it_gone(stack: Stack) -> None:

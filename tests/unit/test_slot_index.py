@@ -1,5 +1,6 @@
 """The FerretDB listing index inserts a new slot's entries once per worker, however many POSTs of
-that slot arrive together, and never leaves a job's slot unrecorded when an insert fails."""
+that slot arrive together, and never leaves a job's slot unrecorded when an insert fails; its walk
+gives slots in order whatever the index's layout, and reads the current time's path at once."""
 
 from __future__ import annotations
 
@@ -8,16 +9,44 @@ from typing import Any
 
 import pytest
 
-from jobstream.storage import SLOTS_PER_MINUTE, SlotIndex
+from jobstream.storage import SLOTS_PER_MINUTE, SlotIndex, slot_path
+
+
+class Cursor:
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = docs
+
+    def __aiter__(self) -> Any:
+        async def each() -> Any:
+            for doc in self.docs:
+                yield doc
+
+        return each()
 
 
 class Collection:
-    """insert_many only, slow enough for concurrent callers to overlap; may fail once."""
+    """The listing collection's commands, slow enough for concurrent callers to overlap; its
+    first insert may fail."""
 
     def __init__(self, fail_first: bool = False) -> None:
         self.calls: list[list[str]] = []
         self.stored: dict[str, str] = {}
         self.fail_first = fail_first
+        #: parents whose children were read, in order
+        self.reads: list[str] = []
+
+    def find(self, query: dict[str, str], projection: Any = None, **_: Any) -> Cursor:
+        self.reads.append(query["parent"])
+        return Cursor([{"_id": k} for k, p in self.stored.items() if p == query["parent"]])
+
+    async def find_one(self, query: dict[str, str], projection: Any = None) -> Any:
+        for key, parent in self.stored.items():
+            if query.get("_id", key) == key and query.get("parent", parent) == parent:
+                return {"_id": key, "parent": parent}
+        return None
+
+    async def delete_one(self, query: dict[str, str]) -> None:
+        self.stored.pop(query["_id"], None)
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = True) -> Any:
         self.calls.append([d["_id"] for d in docs])
@@ -35,12 +64,7 @@ SLOT = 1_000 * SLOTS_PER_MINUTE * 60 + 7  # some slot of hour 1000
 
 
 def entries(slot: int) -> dict[str, str]:
-    minute = slot // SLOTS_PER_MINUTE
-    return {
-        f"h:{minute // 60}": "root",
-        f"m:{minute}": f"h:{minute // 60}",
-        f"s:{slot}": f"m:{minute}",
-    }
+    return dict(slot_path(slot))
 
 
 async def test_concurrent_registrations_of_a_new_slot_insert_its_entries_once() -> None:
@@ -50,7 +74,7 @@ async def test_concurrent_registrations_of_a_new_slot_insert_its_entries_once() 
     assert collection.calls == [[key] for key in entries(SLOT)]  # one insert per level
     assert collection.stored == entries(SLOT)
     await index.register([SLOT])  # remembered: nothing more
-    assert len(collection.calls) == 3
+    assert len(collection.calls) == 5
 
 
 async def test_a_failed_insert_is_retried_by_those_who_waited_for_it() -> None:
@@ -71,4 +95,61 @@ async def test_every_level_is_recorded_before_the_next(count: int) -> None:
     slots = [SLOT + i for i in range(count)]
     await index.register(slots)
     order = [key for call in collection.calls for key in call]
-    assert [key[0] for key in order] == ["h"] + ["m"] + ["s"] * count
+    assert [key[0] for key in order] == ["d", "h", "m", "g"] + ["s"] * count
+
+
+async def walk(index: SlotIndex, **bounds: Any) -> list[int]:
+    return [slot async for slot in index.slots(**bounds)]
+
+
+# slots spread over two days, hours, minutes and six-second groups
+SLOTS = [SLOT + d for d in (0, 1, 59, 60, 599, 600, 36_000, 864_000, 864_001, 2 * 864_000 + 5)]
+
+
+async def test_the_walk_gives_every_slot_newest_first_or_oldest_first_within_bounds() -> None:
+    index = SlotIndex(Collection())  # type: ignore[arg-type]
+    await index.register(SLOTS[::-1])
+    assert await walk(index, before=1 << 62) == sorted(SLOTS, reverse=True)
+    assert await walk(index, after=0) == sorted(SLOTS)
+    assert await walk(index, before=SLOTS[5]) == sorted(SLOTS[:6], reverse=True)
+    assert await walk(index, after=SLOTS[3]) == sorted(SLOTS[3:])
+
+
+async def test_an_index_of_the_earlier_three_levels_is_walked_in_order_beside_the_new() -> None:
+    # Given slots recorded by an earlier version (root > h > m > s) between newer ones
+    collection = Collection()
+    index = SlotIndex(collection)  # type: ignore[arg-type]
+    legacy = [SLOT + 300, SLOT + 36_000 + 1, SLOT + 864_000 + 2]
+    for slot in legacy:
+        minute = slot // SLOTS_PER_MINUTE
+        collection.stored.setdefault(f"h:{minute // 60}", "root")
+        collection.stored.setdefault(f"m:{minute}", f"h:{minute // 60}")
+        collection.stored[f"s:{slot}"] = f"m:{minute}"
+    await index.register(SLOTS)
+    # Then the walk merges both layouts in order, each slot once
+    assert await walk(index, before=1 << 62) == sorted(SLOTS + legacy, reverse=True)
+    assert await walk(index, after=0) == sorted(SLOTS + legacy)
+
+
+async def test_the_path_to_a_near_slot_is_read_in_the_first_round_trip() -> None:
+    collection = Collection()
+    index = SlotIndex(collection)  # type: ignore[arg-type]
+    await index.register(SLOTS)
+    newest = max(SLOTS)
+    async for slot in index.slots(before=newest, near=[newest]):
+        assert slot == newest
+        break
+    # root and the four entries above the newest slot, read at once; nothing read after
+    assert sorted(collection.reads) == sorted(["root", *[k for k, _ in slot_path(newest)[:-1]]])
+
+
+async def test_forgetting_a_slot_drops_the_parents_it_leaves_childless() -> None:
+    collection = Collection()
+    index = SlotIndex(collection)  # type: ignore[arg-type]
+    await index.register([SLOT, SLOT + 1])
+    await index.forget(SLOT)
+    assert collection.stored == entries(SLOT + 1)
+    await index.forget(SLOT + 1)
+    assert collection.stored == {}
+    await index.register([SLOT + 1])  # forgotten entries are inserted again
+    assert collection.stored == entries(SLOT + 1)

@@ -5,6 +5,7 @@
 'use strict';
 
 const PAGE_SIZE = 20;
+const MAX_JOB_PAGES = 100; // the API's deepest jobs page by number (MAX_LISTING_PAGE)
 const OPERATIONS_PAGE_SIZE = 50;
 const TOKEN_KEY = 'jobstream.token';
 const POLL_MS = 3000; // a job page without news for this long reads the job itself
@@ -335,11 +336,11 @@ function errorBox(error) {
   return h('p', { class: 'error', role: 'alert' }, error.message || String(error));
 }
 
-function pager(page, pages, onPage, label) {
+function pager(page, pages, onPage, label, more = false) {
   if (pages <= 1) return h('nav', { class: 'pager', 'aria-label': label }, `Page 1 of 1`);
   return h('nav', { class: 'pager', 'aria-label': label },
     h('button', { type: 'button', disabled: page <= 1, onclick: () => onPage(page - 1) }, '‹ Previous'),
-    h('span', { 'aria-current': 'page' }, `Page ${n(page)} of ${n(pages)}`),
+    h('span', { 'aria-current': 'page' }, `Page ${n(page)} of ${n(pages)}${more ? ' shown (more stored)' : ''}`),
     h('button', { type: 'button', disabled: page >= pages, onclick: () => onPage(page + 1) }, 'Next ›'),
   );
 }
@@ -456,8 +457,10 @@ function jobsPage(main, ctx, params) {
       message.replaceChildren(items.length ? '' : h('p', { class: 'empty' },
         status ? 'No job with this status.' : 'No jobs yet. ',
         status ? '' : h('a', { href: '#/submit' }, 'Submit one.')));
-      const pages = Math.max(1, Math.ceil(body.total / PAGE_SIZE));
-      pagerBox.replaceChildren(pager(page, pages, (p) => go('/', { page: p, status }), 'Job pages'));
+      const stored = Math.max(1, Math.ceil(body.total / PAGE_SIZE));
+      const pages = Math.min(stored, MAX_JOB_PAGES);
+      pagerBox.replaceChildren(
+        pager(page, pages, (p) => go('/', { page: p, status }), 'Job pages', stored > pages));
       await loadTotals();
     } catch (error) {
       if (!ctx.signal.aborted) message.replaceChildren(errorBox(error));
