@@ -114,10 +114,9 @@ class Settings:
     fetch_min_bytes: int = 1
     #: Longest, in milliseconds, a fetch waits for `fetch_min_bytes` (Faust fixes 1500).
     fetch_max_wait_ms: int = 1500
-    #: Largest response batch the persisting agent writes to MongoDB at once.
+    #: Largest response batch the persisting agent writes to MongoDB at once (a batch takes the
+    #: responses that arrived while the previous one was written, without waiting for more).
     persist_batch_size: int = 1000
-    #: Longest the persisting agent waits to fill a batch, in seconds.
-    persist_batch_seconds: float = 0.01
     #: Largest accepted request body, in bytes.
     max_body_bytes: int = 4 * 1024 * 1024
     #: Longest accepted line (one expression), in characters. At most MAX_LINE_LENGTH: 200
@@ -213,9 +212,6 @@ class Settings:
             ),
             persist_batch_size=_int(
                 env, "JOBSTREAM_PERSIST_BATCH_SIZE", defaults.persist_batch_size, 1, 100_000
-            ),
-            persist_batch_seconds=_float(
-                env, "JOBSTREAM_PERSIST_BATCH_SECONDS", defaults.persist_batch_seconds
             ),
             max_body_bytes=_int(
                 env, "JOBSTREAM_MAX_BODY_BYTES", defaults.max_body_bytes, 1, 1 << 30

@@ -19,8 +19,9 @@ partition receives them again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager, suppress
 
 import faust
 
@@ -32,5 +33,58 @@ def held(events: Sequence[faust.EventT]) -> Iterator[None]:
         event.message.incref()
     yield
     # Reached only when the body completed: an exception skips the release.
+    for event in events:
+        event.ack()
+
+
+async def gathered(
+    events: AsyncIterator[faust.EventT], max_size: int
+) -> AsyncIterator[list[faust.EventT]]:
+    """Batches of the events received so far, each held (unacknowledged) until `released`.
+
+    A batch starts as soon as an event arrives and takes every event that arrived meanwhile (up
+    to `max_size`), without waiting for more: under load the events that come while one batch is
+    stored make the next one, and a lone event is handled at once. Faust's `take_events` instead
+    waits for a timer whether or not more come, and wakes the agent at every tick while idle (10
+    ms here: 3.7 % of a core per idle client worker, measured with `JOBSTREAM_PERSIST_BATCH_SECONDS`
+    at 0.01 and 1). A task reads the stream (`events`, iterated like the compute agent's
+    `stream.events()`) into a queue of `max_size`, holding each event before the iteration moves
+    on and acknowledges Faust's own reference; events not released when the batches stop (an
+    error, a shutdown) stay unacknowledged, and the next owner of their partition receives them.
+    """
+    queue: asyncio.Queue[faust.EventT] = asyncio.Queue(max_size)
+
+    async def read() -> None:
+        async for event in events:
+            event.message.incref()
+            await queue.put(event)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            if queue.empty():
+                waiting = asyncio.ensure_future(queue.get())
+                await asyncio.wait({waiting, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not waiting.done():  # the stream ended, or its reader failed
+                    waiting.cancel()
+                    reader.result()
+                    return
+                batch = [waiting.result()]
+            else:
+                batch = [queue.get_nowait()]
+            await asyncio.sleep(0)  # the reader moves what the stream already holds
+            while len(batch) < max_size and not queue.empty():
+                batch.append(queue.get_nowait())
+            yield batch
+    finally:
+        reader.cancel()
+        with suppress(asyncio.CancelledError):
+            await reader
+
+
+@contextmanager
+def released(events: Sequence[faust.EventT]) -> Iterator[None]:
+    """Acknowledge events held by `gathered` once the `with` body completes (not if it raises)."""
+    yield
     for event in events:
         event.ack()

@@ -27,7 +27,7 @@ from typing import Protocol
 import faust
 from opentelemetry.trace import Span, SpanKind
 
-from jobstream.agents.acks import held
+from jobstream.agents.acks import gathered, released
 from jobstream.agents.delivery import MAX_BACKOFF, dead_letter
 from jobstream.errors import StorageError
 from jobstream.jobevents import JobChange
@@ -176,9 +176,8 @@ def register_persist(
     @app.agent(topics.responses, name="persist", concurrency=1)
     async def persist(stream: faust.StreamT) -> None:
         await know_changelog_partitions(app, table)
-        batches = stream.take_events(settings.persist_batch_size, settings.persist_batch_seconds)
-        async for events in batches:
-            with held(events):  # acknowledged only if everything below completes
+        async for events in gathered(stream.events(), settings.persist_batch_size):
+            with released(events):  # acknowledged only if everything below completes
                 received: list[Received] = []
                 spans: list[Span] = []
                 for event in events:

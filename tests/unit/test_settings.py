@@ -33,7 +33,6 @@ def test_defaults_describe_the_local_three_broker_stack() -> None:
     assert settings.min_insync_replicas == 2
     assert settings.compute_concurrency == 10
     assert settings.persist_batch_size == 1000
-    assert settings.persist_batch_seconds == 0.01
     assert settings.max_body_bytes == 4 * 1024 * 1024
     assert settings.max_line_length == 1000
     assert settings.max_operations == 100_000
@@ -94,7 +93,6 @@ INTEGERS = [
     ("JOBSTREAM_WEB_PORT", "web_port", 1, 65535),
 ]
 FLOATS = [
-    ("JOBSTREAM_PERSIST_BATCH_SECONDS", "persist_batch_seconds"),
     ("JOBSTREAM_RECONCILE_INTERVAL", "reconcile_interval"),
     ("JOBSTREAM_RECONCILE_AFTER", "reconcile_after"),
     ("JOBSTREAM_PUBLISH_DEADLINE", "publish_deadline"),
@@ -169,7 +167,7 @@ def test_a_full_environment_is_read_variable_by_variable() -> None:
         "JOBSTREAM_KAFKA_BROKERS": "k:9092",
         "JOBSTREAM_PARTITIONS": "12",
         "JOBSTREAM_COMPUTE_CONCURRENCY": "20",
-        "JOBSTREAM_PERSIST_BATCH_SECONDS": "0.1",
+        "JOBSTREAM_PERSIST_BATCH_SIZE": "100",
         "JOBSTREAM_WEB_PORT": "9000",
         "JOBSTREAM_LOG_LEVEL": "debug",
     }
@@ -179,7 +177,7 @@ def test_a_full_environment_is_read_variable_by_variable() -> None:
 
     # Then each variable landed in its own setting
     assert (settings.role, settings.kafka_brokers, settings.partitions) == ("server", "k:9092", 12)
-    assert (settings.compute_concurrency, settings.persist_batch_seconds) == (20, 0.1)
+    assert (settings.compute_concurrency, settings.persist_batch_size) == (20, 100)
     assert (settings.web_port, settings.log_level) == (9000, "DEBUG")
     assert settings.mongo_url == Settings().mongo_url
 
