@@ -60,13 +60,13 @@ async def gathered(
             await queue.put(event)
 
     reader = asyncio.ensure_future(read())
+    waiting: asyncio.Future[faust.EventT] | None = None
     try:
         while True:
             if queue.empty():
                 waiting = asyncio.ensure_future(queue.get())
                 await asyncio.wait({waiting, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if not waiting.done():  # the stream ended, or its reader failed
-                    waiting.cancel()
                     reader.result()
                     return
                 batch = [waiting.result()]
@@ -77,7 +77,9 @@ async def gathered(
                 batch.append(queue.get_nowait())
             yield batch
     finally:
-        reader.cancel()
+        for task in (reader, waiting):
+            if task is not None:
+                task.cancel()
         with suppress(asyncio.CancelledError):
             await reader
 

@@ -113,3 +113,21 @@ async def test_a_failing_stream_fails_the_batches_and_an_ended_one_ends_them() -
     stream.send(1, END)
     batches = gathered(stream.events(), 10)  # type: ignore[arg-type]
     assert [values(b) async for b in batches] == [[1]]
+
+
+async def test_an_agent_cancelled_while_waiting_leaves_nothing_reading_its_stream() -> None:
+    stream = Stream()
+    batches = gathered(stream.events(), 10)  # type: ignore[arg-type]
+    waiting = asyncio.ensure_future(anext(batches))
+    for _ in range(5):  # scheduler turns (not time): the batches wait for an event
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+    (late,) = stream.send(1)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert late.message.refcount == 1  # nobody took (and held) it
+    assert stream.queue.qsize() == 1
