@@ -350,9 +350,10 @@ class SlotIndex:
     on an index. The index is a tree of tiny documents in `listing`, each naming its parent: a day
     `d:<n>` (parent `root`), its hours `h:<n>`, their minutes `m:<n>`, six-second groups `g:<n>`
     and slots `s:<n>` (`LEVELS`). The listing walks the tree newest first, reading the children of
-    one entry at a time (those on the path of the current time all at once, before it needs them),
-    then the jobs of each slot, and stops when a page is full: a few small lookups by equality
-    however many jobs are stored. A worker inserts a slot's entries once, before its first job in
+    one entry at a time (those on the path of the current time all at once, before it needs them;
+    those of entries closed minutes ago from memory, see CLOSED_AFTER), then the jobs of each
+    slot, and stops when a page is full: a few small lookups by equality however many jobs are
+    stored. A worker inserts a slot's entries once, before its first job in
     that slot is inserted (so no job is ever unlisted): at most one insert per worker and busy
     slot, not one per job. Entries are inserted, never updated: FerretDB runs an update as a read
     then a write, so concurrent `$addToSet`s on one shared document lose entries (seen in the
@@ -363,10 +364,21 @@ class SlotIndex:
 
     #: Entries remembered as inserted; forgotten all at once past this many.
     MEMO = 10_000
+    #: An entry whose time ended this many slots ago is closed: no worker creates jobs in it any
+    #: more (5 minutes: beyond any clock difference between workers). Its children are read once
+    #: and reused for CLOSED_SECONDS; only the benchmark's prefill (`register_slots`) adds to a
+    #: closed entry, and what it adds is listed once that time has passed.
+    CLOSED_AFTER = 5 * SLOTS_PER_MINUTE
+    CLOSED_SECONDS = 60.0
 
-    def __init__(self, collection: AsyncCollection) -> None:
+    def __init__(
+        self, collection: AsyncCollection, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._collection = collection
+        self._clock = clock
         self._known: set[str] = set()
+        #: closed entry -> (when read, its children)
+        self._closed: dict[str, tuple[float, list[str]]] = {}
         #: Entries being inserted now, and whether that insert succeeded: a concurrent POST in
         #: the same new slot waits for it instead of inserting the same entries again.
         self._inserting: dict[str, asyncio.Future[bool]] = {}
@@ -408,9 +420,19 @@ class SlotIndex:
                     del self._inserting[key]
 
     async def _children(self, parent: str) -> list[str]:
+        closed = parent != "root" and _span(parent)[1] < slot_of(utcnow()) - self.CLOSED_AFTER
+        if closed and parent in self._closed:
+            at, children = self._closed[parent]
+            if self._clock() - at <= self.CLOSED_SECONDS:
+                return children
         # in one reply (FerretDB's first batch is otherwise 101 documents, then a getMore)
         cursor = self._collection.find({"parent": parent}, {"_id": 1}, batch_size=CHILDREN_BATCH)
-        return [doc["_id"] async for doc in cursor]
+        children = [doc["_id"] async for doc in cursor]
+        if closed:
+            if len(self._closed) >= self.MEMO:
+                self._closed.clear()
+            self._closed[parent] = (self._clock(), children)
+        return children
 
     async def slots(
         self, *, before: int | None = None, after: int | None = None, near: Iterable[int] = ()
@@ -453,6 +475,9 @@ class SlotIndex:
             entry = await self._collection.find_one({"_id": key}, {"parent": 1})
             await self._collection.delete_one({"_id": key})
             self._known.discard(key)
+            self._closed.pop(key, None)
+            if entry is not None:
+                self._closed.pop(entry["parent"], None)
             if entry is None or await self._collection.find_one(
                 {"parent": entry["parent"]}, {"_id": 1}
             ):

@@ -30,6 +30,7 @@ from jobstream.settings import Settings
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 EVALUATION_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1)
 JOB_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ class Metrics:
     job_duration: Histogram
     jobs_by_status: Gauge
     batches_parked: Counter
+    persist_batch_messages: Histogram
+    persist_batch_results: Histogram
     consumer_stalls: Counter
     consumer_rewinds: Counter
 
@@ -135,6 +138,18 @@ class Metrics:
                 "batches_parked",
                 "Event groups parked on the dead-letter topic after the database refused them",
                 ["topic"],
+                registry=r,
+            ),
+            persist_batch_messages=Histogram(
+                "persist_batch_messages",
+                "Response messages in each batch the persisting agent stored",
+                buckets=BATCH_BUCKETS,
+                registry=r,
+            ),
+            persist_batch_results=Histogram(
+                "persist_batch_results",
+                "Results in each batch the persisting agent stored",
+                buckets=tuple(b * 100 for b in BATCH_BUCKETS),
                 registry=r,
             ),
             consumer_stalls=Counter(

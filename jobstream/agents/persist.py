@@ -194,6 +194,8 @@ def register_persist(
                         await park(event, str(exc))
                         continue
                     received.append(Received(event, results))
+                metrics.persist_batch_messages.observe(len(events))
+                metrics.persist_batch_results.observe(sum(len(r.results) for r in received))
                 await store_batch(writer, received, park, metrics)
                 for span in spans:
                     span.end()

@@ -7,9 +7,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from fakes import FakeEvent, FakeMessage
 
 from jobstream.agents.acks import gathered, released
-from tests.unit.fakes import FakeEvent, FakeMessage
 
 END = object()
 
