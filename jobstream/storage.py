@@ -78,6 +78,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 DUPLICATE_KEY = 11000
+NAMESPACE_NOT_FOUND = 26
 #: Operations per document: the job document holds the first BUCKET, each chunk document the next.
 #: Two request messages' worth (100 operations each), so a big job's chunk is usually written by
 #: one update, and a 100,000-operation job costs about 0.015 document writes per operation.
@@ -774,8 +775,13 @@ class MongoRepository:
             return await self._jobs.estimated_document_count()
         at, total = self._total
         if time.monotonic() - at > TOTAL_EVERY:
-            cursor = await self._jobs.aggregate([{"$collStats": {"count": {}}}])
-            stats = await cursor.to_list()
+            try:
+                cursor = await self._jobs.aggregate([{"$collStats": {"count": {}}}])
+                stats = await cursor.to_list()
+            except OperationFailure as exc:
+                if exc.code != NAMESPACE_NOT_FOUND:
+                    raise
+                stats = []  # no job was ever stored in this database
             total = max(int(stats[0].get("count", 0)) if stats else 0, 0)
             if total < COUNTED_BELOW:
                 # A new table has no statistics (reltuples -1: 0 here), and autovacuum analyzes

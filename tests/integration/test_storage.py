@@ -460,3 +460,19 @@ async def test_workers_registering_the_same_new_slot_at_once_all_succeed(
     finally:
         for repository in repositories:
             await repository.close()
+
+
+@pytest.mark.parametrize("dialect", ["mongodb", "ferretdb"])
+async def test_a_database_where_no_job_was_ever_stored_lists_none(
+    mongo_db: AsyncDatabase, mongo_url: str, dialect: str
+) -> None:
+    # Given a repository on a database with no collection yet (no bootstrap, no job)
+    repository = MongoRepository.connect(mongo_url, mongo_db.name, dialect=dialect)  # type: ignore[arg-type]
+    try:
+        # Then every listing is an empty page, not an error (FerretDB: `$collStats` of a missing
+        # collection is NamespaceNotFound)
+        for status in (None, "in_progress", "completed"):
+            page = await repository.list_jobs(10, status=status)  # type: ignore[arg-type]
+            assert (page.jobs, page.next, page.total) == ([], None, 0)
+    finally:
+        await repository.close()
