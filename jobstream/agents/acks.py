@@ -3,8 +3,9 @@
 faust-streaming 0.15.3 `Stream.take_events` (faust/streams.py, lines 537-541 of the installed
 copy) acknowledges every event of a batch in a `finally` around its `yield`: when the agent's body
 raises, or is cancelled at shutdown, the unprocessed batch is acknowledged and its offsets may be
-committed. Plain iteration (`async for event in stream.events()`, which the compute agent uses)
-acknowledges each event in the same kind of `finally` (faust/streams.py `_py_aiter`, lines
+committed. Plain iteration (`async for event in stream.events()`, which both agents use: the
+compute agent directly, the persisting agent through `gathered`) acknowledges each event in the
+same kind of `finally` (faust/streams.py `_py_aiter`, lines
 1334-1349, and its Cython twin). `stream_ack_exceptions` does not reach that code.
 
 The work-around holds one extra reference on each event's message while the body runs
