@@ -70,6 +70,8 @@ class StorageError(JobstreamError):
     same command will not change.
     """
 
-    def __init__(self, message: str, *, transient: bool = True) -> None:
+    def __init__(self, message: str, *, transient: bool = True, full: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        #: The database has no space left to write (transient too: freeing space cures it).
+        self.full = full

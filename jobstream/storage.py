@@ -215,7 +215,9 @@ def _converted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             except PyMongoError as exc:
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise StorageError(
-                    f"{fn.__name__}: {type(exc).__name__}: {exc}", transient=is_transient(exc)
+                    f"{fn.__name__}: {type(exc).__name__}: {exc}",
+                    transient=is_transient(exc),
+                    full=is_out_of_space(exc),
                 ) from exc
 
     return wrapper
@@ -232,10 +234,32 @@ TRANSIENT_CODES = frozenset(
 #: failures as InternalError (code 1) with the SQLSTATE in the message; MongoDB never sends these.
 FERRETDB_TRANSIENT_SQLSTATES = ("SQLSTATE 40P01", "SQLSTATE 40001")
 
+#: A database with no space left to write: MongoDB's OutOfDiskSpace (src/mongo/base/error_codes.yml)
+#: and PostgreSQL's disk_full behind FerretDB (InternalError, code 1, with the SQLSTATE in the
+#: message: `could not extend file ...: No space left on device (SQLSTATE 53100)`). Writes fail
+#: until an operator frees or adds space, then succeed unchanged: an outage of writes, not a
+#: refusal of the command, so it is waited out like one (a first version parked every batch the
+#: persisting agent could not store, and reconciliation computed their operations again).
+OUT_OF_SPACE_CODES = frozenset({14031})
+FERRETDB_OUT_OF_SPACE_SQLSTATES = ("SQLSTATE 53100",)
+
+
+def is_out_of_space(exc: PyMongoError) -> bool:
+    """Whether the database failed because it has no space left to write."""
+    if any(state in str(exc) for state in FERRETDB_OUT_OF_SPACE_SQLSTATES):
+        return True
+    if isinstance(exc, BulkWriteError):
+        codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
+        return bool(codes & OUT_OF_SPACE_CODES)
+    return isinstance(exc, OperationFailure) and exc.code in OUT_OF_SPACE_CODES
+
 
 def is_transient(exc: PyMongoError) -> bool:
-    """Whether retrying can cure the error: the database is unreachable or changing primaries."""
+    """Whether retrying can cure the error: the database is unreachable, changing primaries or
+    out of space."""
     if any(state in str(exc) for state in FERRETDB_TRANSIENT_SQLSTATES):
+        return True
+    if is_out_of_space(exc):
         return True
     if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
         return True  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError

@@ -59,7 +59,13 @@ class JsonView(faust.web.View):
             response = problem(exc.status, _code(exc.status), str(exc))
         except StorageError as exc:
             log.warning("storage unavailable: %s", exc)
-            response = problem(503, "unavailable", "the database is unavailable; retry later")
+            response = problem(
+                503,
+                "unavailable",
+                "the database is full: nothing can be stored until space is freed; retry later"
+                if exc.full
+                else "the database is unavailable; retry later",
+            )
         except Exception:
             log.exception("unhandled error in %s %s", method, request.path)
             response = problem(500, "internal", "internal error; it has been logged")

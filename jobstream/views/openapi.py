@@ -105,7 +105,9 @@ UNAUTHORIZED = {
     **_problem("No bearer token, or not one of JOBSTREAM_API_TOKENS"),
     "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}},
 }
-UNAVAILABLE = _problem("The database is unavailable (a job posted then is not stored); retry later")
+UNAVAILABLE = _problem(
+    "The database is unavailable or full (a job posted then is not stored); retry later"
+)
 #: `GET /api/jobs/{job_id}?wait=` (jobstream.views.watch).
 WAIT = {
     "name": "wait",

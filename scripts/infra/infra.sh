@@ -7,6 +7,7 @@
 #   infra.sh status              one line per service
 #   infra.sh start SERVICE       start one service (kafka-1..3, postgres, ferretdb, jaeger, prometheus)
 #   infra.sh stop SERVICE [--kill]   stop one service (SIGTERM, or SIGKILL), keeping its data
+#   infra.sh sql < FILE          run SQL on the PostgreSQL database behind FerretDB
 source "$(dirname "$0")/common.sh"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 PYTHON="${JOBSTREAM_PYTHON:-$REPO_ROOT/.venv/bin/python}"
@@ -208,5 +209,9 @@ case "$cmd" in
     ;;
   start) start_service "$2" ;;
   stop) stop_service "$2" "$([[ "${3:-}" == "--kill" ]] && echo KILL || echo TERM)" ;;
-  *) sed -n '2,9p' "$0" >&2 && exit 2 ;;
+  sql) # SQL from stdin on the database FerretDB keeps its collections in (the fault suite's faults)
+    bin="$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/psql" | sort -V | tail -n 1)")"
+    "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U ferretdb -d ferretdb -f -
+    ;;
+  *) sed -n '2,10p' "$0" >&2 && exit 2 ;;
 esac

@@ -166,6 +166,18 @@ def generate_load(count: int, seed: int, max_ops: int = 500) -> list[JobSpec]:
     return specs
 
 
+def big_job(size: int, seed: int) -> JobSpec:
+    """One job of `size` operations with known results (its first expression unique to `seed`)."""
+    rng = random.Random(seed)
+    pairs = [(f"{seed} * 1000 + 0", ("succeeded", str(seed * 1000)))]
+    pairs += [_operation(rng) for _ in range(size - 1)]
+    return JobSpec(
+        tag=f"{seed}/big",
+        expressions=tuple(p[0] for p in pairs),
+        expected=tuple(p[1] for p in pairs),
+    )
+
+
 @dataclass
 class Submission:
     """What became of one attempt to submit a job."""
@@ -390,6 +402,7 @@ async def run_script(
     timeout: float = 180.0,
     check: bool = True,
     worker_env: dict[str, str] | None = None,
+    stdin: str | None = None,
 ) -> str:
     """Run a script of the project; returns its output.
 
@@ -400,6 +413,7 @@ async def run_script(
         subprocess.run,
         list(command),
         env=env,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -441,6 +455,44 @@ async def wait_ready() -> None:
     )
 
 
+def _disk_full_sql(full: bool) -> str:
+    """SQL that makes every write to the database under test fail as on a full disk, or stops it.
+
+    A trigger on each of FerretDB's tables of that database (its PostgreSQL schema has the
+    database's name) raises PostgreSQL's own disk_full error (SQLSTATE 53100), which reaches the
+    workers exactly as a full tablespace's did when tried on a 16 MB tmpfs. Reads and deletions
+    still work, as they did there.
+    """
+    schema = DATABASE.replace("'", "''")
+    action = (
+        "CREATE TRIGGER jobstream_chaos_disk_full BEFORE INSERT OR UPDATE ON %I.%I "
+        "FOR EACH ROW EXECUTE FUNCTION public.jobstream_chaos_disk_full()"
+        if full
+        else "DROP TRIGGER IF EXISTS jobstream_chaos_disk_full ON %I.%I"
+    )
+    return f"""
+SET client_min_messages = warning;
+CREATE OR REPLACE FUNCTION public.jobstream_chaos_disk_full() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'could not extend file: No space left on device (the fault suite''s full disk)'
+    USING ERRCODE = 'disk_full';
+END;
+$$;
+DO $$
+DECLARE t record;
+BEGIN
+  FOR t IN SELECT schemaname, tablename FROM pg_tables
+           WHERE schemaname = '{schema}' AND tablename NOT LIKE '\\_ferretdb\\_%' LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS jobstream_chaos_disk_full ON %I.%I',
+                   t.schemaname, t.tablename);
+    EXECUTE format('{action}', t.schemaname, t.tablename);
+  END LOOP;
+END;
+$$;
+"""
+
+
 @dataclass
 class System:
     """The six workers on the local services, and the fault-injection commands."""
@@ -449,6 +501,7 @@ class System:
     mongo: AsyncMongoClient
     sampler: MetricsSampler
     stopped: set[str] = field(default_factory=set)  # infrastructure services this test stopped
+    database_full: bool = False  # this test made the database refuse writes (`fill_database`)
     #: What the workers are started with: tight reconciliation, or {} for the defaults.
     worker_env: dict[str, str] = field(default_factory=lambda: dict(CHAOS_ENV))
 
@@ -496,8 +549,19 @@ class System:
             raise RuntimeError(f"{exc}\n{await service_diagnosis(name)}") from None
         self.stopped.discard(name)
 
+    async def fill_database(self, full: bool = True) -> None:
+        """Make the database refuse every write as on a full disk (or, with False, stop that)."""
+        log("database full" if full else "database has space again")
+        if full:
+            self.database_full = True
+        await run_script(INFRA, "sql", stdin=_disk_full_sql(full), timeout=60)
+        self.database_full = full
+
     async def restore(self) -> None:
-        """Start whatever infrastructure is not running (this test's faults, or any other)."""
+        """Start whatever infrastructure is not running (this test's faults, or any other), and
+        give the database its space back if this test filled it."""
+        if self.database_full:
+            await self.fill_database(False)
         status = await run_script(INFRA, "status", check=False)
         down = {
             line.split()[0]

@@ -10,18 +10,16 @@ every operation ends with its expected result, nothing is given up.
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 import pytest
 from chaoslib import (
     CLIENTS,
     SERVERS,
-    JobSpec,
     Load,
     System,
-    _operation,
     assert_passed,
+    big_job,
     check_jobs,
     delta,
     generate_load,
@@ -38,17 +36,6 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1200)]
 
 BIG = 100_000  # the API's largest job (JOBSTREAM_MAX_OPERATIONS)
 BIG_BACKLOG = 10_000
-
-
-def big_job(size: int, seed: int) -> JobSpec:
-    rng = random.Random(seed)
-    pairs = [(f"{seed} * 1000 + 0", ("succeeded", str(seed * 1000)))]
-    pairs += [_operation(rng) for _ in range(size - 1)]
-    return JobSpec(
-        tag=f"{seed}/big",
-        expressions=tuple(p[0] for p in pairs),
-        expected=tuple(p[1] for p in pairs),
-    )
 
 
 async def test_small_jobs_behind_a_big_job_are_not_given_up(system: System) -> None:

@@ -20,11 +20,14 @@ from chaoslib import (
     Load,
     System,
     assert_passed,
+    big_job,
     busy,
+    delta,
     generate_load,
     kill_and_restart,
     now,
     run_scenario,
+    until,
     url_of,
 )
 
@@ -109,5 +112,71 @@ async def test_sigkill_a_persisting_client_recovers_without_reconciliation(
         specs=generate_load(30, seed=503),
         targets=(url_of("client-1"), url_of("client-2")),  # not the victim's API
         extra=within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT),
+    )
+    assert_passed(record)
+
+
+#: How long the database stays full in the full-database scenario.
+FULL_SECONDS = 15.0
+#: The job whose results arrive while the database is full (several seconds of computing).
+FULL_BIG_JOB = 20_000
+
+
+async def test_a_full_database_is_waited_out_nothing_parked_or_republished(
+    system: System,
+) -> None:
+    """A full disk is an outage of writes: POSTs answer 503 saying so, results wait unacknowledged
+    and are stored once there is space again; nothing is parked on the dead-letter topic, and
+    nothing waits for reconciliation (a first version parked every batch it could not store)."""
+    seen: dict[str, Any] = {}
+
+    async def fault(load: Load) -> dict[str, Any]:
+        # strike while the big job (submitted first) has most of its results still to store
+        await until(lambda: bool(load.accepted), 120, "the big job accepted")
+        start = system.sampler.snapshot()
+
+        async def storing() -> bool:
+            await system.sampler.sample()
+            stored = delta(start, system.sampler.snapshot(), "results_stored_total", CLIENTS)
+            return stored >= 500
+
+        await until(storing, 120, "the big job's results being stored")
+        seen["before"] = system.sampler.snapshot()
+        injected = now()
+        await system.fill_database()
+        await asyncio.sleep(FULL_SECONDS)
+        await system.sampler.sample()
+        seen["during"] = system.sampler.snapshot()
+        await system.fill_database(False)
+        seen["refusals"] = [s.detail for s in load.submissions if s.outcome == "http-503"]
+        return {"injected_at": injected, "restored_at": now()}
+
+    async def checks(record: dict[str, Any]) -> list[str]:
+        problems = await within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT)(record)
+        persisting = {"command": "update", "outcome": "failed", "origin": "worker"}
+        failed = delta(
+            seen["before"], seen["during"], "mongo_commands_total", CLIENTS, **persisting
+        )
+        record["persist_writes_failed_while_full"] = int(failed)
+        if not failed:
+            problems.append("no result met the full database: the scenario proved nothing")
+        refusals = seen.get("refusals", [])
+        record["posts_refused_while_full"] = len(refusals)
+        if refusals and not all("the database is full" in r for r in refusals):
+            problems.append(f"a 503 did not say the database is full: {refusals[0]}")
+        if record["dead_letters"]:
+            problems.append(f"{record['dead_letters']} events parked on the dead-letter topic")
+        return problems
+
+    record = await run_scenario(
+        system,
+        "database-full-default",
+        f"the database refuses every write as on a full disk ({FULL_SECONDS:.0f} s) while a "
+        f"{FULL_BIG_JOB:,}-operation job computes, under load, default settings",
+        fault,
+        specs=[big_job(FULL_BIG_JOB, seed=505), *generate_load(50, seed=504, max_ops=200)],
+        spacing=0.5,
+        request_timeout=120,
+        extra=checks,
     )
     assert_passed(record)

@@ -599,6 +599,24 @@ async def test_job_not_stored_is_answered_503(
     assert broker.sent == []
 
 
+async def test_a_full_database_is_named_in_the_503(
+    serve: Callable[[faust.App], Awaitable[TestClient]], broker: Broker
+) -> None:
+    # Given a database with no space left
+    app, repository = build("client")
+    repository.fail("create_job", StorageError("create_job: disk full", full=True))
+    client = await serve(app)
+
+    response = await client.post("/api/jobs", data=b"1 + 1\n", headers=TEXT)
+
+    # Then the answer says the database is full, and nothing is published
+    assert response.status == 503
+    body = await response.json()
+    assert body["error"] == "unavailable"
+    assert "the database is full" in body["message"]
+    assert broker.sent == []
+
+
 # --- readiness ------------------------------------------------------------------------------------
 
 
