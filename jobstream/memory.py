@@ -225,6 +225,19 @@ class MemoryRepository:
         ]
         return ids[:limit]
 
+    async def delete_expired(self, job_ids: Sequence[str]) -> list[str]:
+        self._enter("delete_expired")
+        deleted = []
+        for job_id in dict.fromkeys(job_ids):
+            stored = self._jobs.get(job_id)
+            if stored is None or stored.status != "completed":
+                continue
+            self._operations.pop(job_id, None)
+            self._results.pop(job_id, None)
+            del self._jobs[job_id]
+            deleted.append(job_id)
+        return deleted
+
     async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]:
         self._enter("unfinished_deletions")
         ids = [

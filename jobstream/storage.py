@@ -32,6 +32,7 @@ at connect time; see its docstring.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import logging
@@ -196,6 +197,7 @@ class Repository(Protocol):
     async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]: ...
     async def unfinished_deletions(self, updated_before: datetime, limit: int) -> list[str]: ...
     async def expired_jobs(self, finished_before: datetime, limit: int) -> list[str]: ...
+    async def delete_expired(self, job_ids: Sequence[str]) -> list[str]: ...
     async def pending_operations(self, job_id: str) -> list[Operation]: ...
     async def count_outcomes(self, job: Job) -> Outcomes: ...
     async def note_reconciled(self, job_id: str) -> int: ...
@@ -495,19 +497,27 @@ class SlotIndex:
 
     async def forget(self, slot: int) -> None:
         """Drop a slot whose jobs are all gone (retention), and each parent left childless."""
-        key = f"s:{slot}"
-        while key != "root":
-            entry = await self._collection.find_one({"_id": key}, {"parent": 1})
-            await self._collection.delete_one({"_id": key})
-            self._known.discard(key)
-            self._closed.pop(key, None)
-            if entry is not None:
-                self._closed.pop(entry["parent"], None)
-            if entry is None or await self._collection.find_one(
-                {"parent": entry["parent"]}, {"_id": 1}
-            ):
-                return
-            key = entry["parent"]
+        await self.forget_many([slot])
+
+    async def forget_many(self, slots: Iterable[int]) -> None:
+        """Drop slots whose jobs are all gone, then, level by level, each parent they leave
+        childless (the entries of a level concurrently: a sweep empties hundreds of slots)."""
+        keys = [f"s:{slot}" for slot in dict.fromkeys(slots)]
+        while keys:
+            entries = await _each(
+                keys, lambda k: self._collection.find_one({"_id": k}, {"parent": 1})
+            )
+            await _each(keys, lambda k: self._collection.delete_one({"_id": k}))
+            for key in keys:
+                self._known.discard(key)
+                self._closed.pop(key, None)
+            parents = list({e["parent"] for e in entries if e is not None} - {"root"})
+            for parent in parents:
+                self._closed.pop(parent, None)
+            children = await _each(
+                parents, lambda p: self._collection.find_one({"parent": p}, {"_id": 1})
+            )
+            keys = [p for p, child in zip(parents, children, strict=True) if child is None]
 
 
 @dataclass
@@ -865,18 +875,68 @@ class MongoRepository:
             return [doc["_id"] async for doc in cursor]
         expired: list[str] = []
         last = slot_of(finished_before)
+        pending: list[int] = []
+
+        async def read(slots: list[int]) -> None:  # SLOTS_AT_ONCE slots read concurrently
+            fields = {"status": 1, "updated_at": 1}
+            found = await _each(slots, lambda s: self._jobs.find({"slot": s}, fields).to_list())
+            await self._slots.forget_many(
+                s for s, docs in zip(slots, found, strict=True) if not docs
+            )
+            for docs in found:
+                expired.extend(
+                    d["_id"]
+                    for d in docs
+                    if d["status"] == "completed" and d["updated_at"] < finished_before
+                )
+
         async for slot in self._slots.slots(after=0):
-            if slot >= last or len(expired) >= limit:
+            if slot >= last:
                 break
-            docs = await self._jobs.find({"slot": slot}, {"status": 1, "updated_at": 1}).to_list()
-            if not docs:
-                await self._slots.forget(slot)
-            expired += [
-                d["_id"]
-                for d in docs
-                if d["status"] == "completed" and d["updated_at"] < finished_before
-            ]
+            pending.append(slot)
+            if len(pending) == SLOTS_AT_ONCE:
+                await read(pending)
+                pending = []
+                if len(expired) >= limit:
+                    break
+        if pending and len(expired) < limit:
+            await read(pending)
         return expired[:limit]
+
+    @_converted
+    async def delete_expired(self, job_ids: Sequence[str]) -> list[str]:
+        """Delete those of these jobs that are completed, each with its operations and results;
+        the ids deleted (the retention sweep's step).
+
+        A job of at most BUCKET operations is one document: MongoDB deletes all of them in one
+        `delete_many` on `_id` (FerretDB: a `delete_one` by `_id` each, concurrently, see `Forms`).
+        A bigger one has chunk documents and goes the way of a DELETE (`delete_job`), so that a
+        failure half-way leaves a job marked as being deleted, which reconciliation finishes.
+        """
+        ids = list(dict.fromkeys(job_ids))
+        if not ids:
+            return []
+        small = {"status": "completed", "total": {"$lte": BUCKET}}
+        if (await self.forms()).dialect == "mongodb":
+            cursor = self._jobs.find({"_id": {"$in": ids}, "status": "completed"}, {"total": 1})
+            found = {doc["_id"]: doc["total"] async for doc in cursor}
+            deleted = [j for j in ids if j in found and found[j] <= BUCKET]
+            if deleted:
+                await self._jobs.delete_many({"_id": {"$in": deleted}, **small})
+            big = [j for j in ids if j in found and found[j] > BUCKET]
+        else:
+            outcomes = await _each(ids, lambda j: self._jobs.delete_one({"_id": j, **small}))
+            deleted = [j for j, done in zip(ids, outcomes, strict=True) if done.deleted_count]
+            rest = [j for j in ids if j not in set(deleted)]
+            docs = await _each(
+                rest, lambda j: self._jobs.find_one({"_id": j, "status": "completed"}, {"_id": 1})
+            )
+            big = [j for j, doc in zip(rest, docs, strict=True) if doc is not None]
+        for job_id in big:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                await self.delete_job(job_id)
+                deleted.append(job_id)
+        return deleted
 
     @_converted
     async def get_operation(self, job_id: str, index: int) -> Operation:

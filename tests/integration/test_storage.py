@@ -355,6 +355,47 @@ async def test_completed_jobs_expire_after_the_retention_period(repository: Repo
     assert await repository.expired_jobs(utcnow() + timedelta(seconds=1), 10) == [done]
 
 
+async def test_expired_jobs_are_deleted_with_their_operations(repository: Repository) -> None:
+    # Given a completed job of one document, a completed job with chunk documents, one running
+    small, big, running = job_ids(3)
+    size = 2 * BUCKET + 50
+    await repository.create_job(small, ["1"])
+    await repository.create_job(big, ["1"] * size)
+    await repository.create_job(running, ["1", "2"])
+    await repository.store_results([ok(small, 1, total=1)], [Progress(small, 1, 0, True)])
+    await repository.store_results(
+        [ok(big, n, total=size) for n in range(1, size + 1)], [Progress(big, size, 0, True)]
+    )
+
+    # When the sweep's step deletes them (an id twice, an unknown one, the running one)
+    deleted = await repository.delete_expired([small, big, running, small, new_job_id()])
+
+    # Then the completed ones are gone with every operation, and the running one stays
+    assert sorted(deleted) == sorted([small, big])
+    for job_id, last in ((small, 1), (big, size)):
+        with pytest.raises(NotFound):
+            await repository.get_job(job_id)
+        with pytest.raises(NotFound):
+            await repository.get_operation(job_id, last)
+    assert (await repository.get_job(running)).status == "in_progress"
+    assert await repository.delete_expired([]) == []
+
+
+async def test_expired_big_jobs_leave_no_chunk_document(mongo_repository: MongoRepository) -> None:
+    big = new_job_id()
+    size = 3 * BUCKET
+    await mongo_repository.create_job(big, ["1"] * size)
+    await mongo_repository.store_results(
+        [ok(big, n, total=size) for n in range(1, size + 1)], [Progress(big, size, 0, True)]
+    )
+    chunks = mongo_repository._chunks
+    assert await chunks.count_documents({"job_id": big}) > 0
+
+    assert await mongo_repository.delete_expired([big]) == [big]
+
+    assert await chunks.count_documents({"job_id": big}) == 0
+
+
 async def test_a_few_jobs_are_counted_exactly_though_the_database_has_no_statistics_yet(
     mongo_repository: MongoRepository,
 ) -> None:

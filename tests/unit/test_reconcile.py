@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fakes import FakeTopics
 
-from jobstream.agents.reconcile import Reconciler
+from jobstream.agents.reconcile import SWEEP_JOBS, Reconciler
 from jobstream.errors import NotFound, StorageError
 from jobstream.jobevents import JobChange
 from jobstream.memory import MemoryRepository
@@ -263,6 +263,57 @@ async def test_completed_jobs_past_the_retention_period_are_deleted_and_counted(
     assert (await repository.get_job(recent)).status == "completed"
     assert (await repository.get_job(running)).status == "in_progress"
     assert metrics.registry.get_sample_value("jobs_expired_total") == 1
+
+
+async def test_a_backlog_of_expired_jobs_is_swept_in_one_tick(
+    repository: MemoryRepository, topics: FakeTopics
+) -> None:
+    # Given more expired jobs than the sweep deletes at a time (a retention first switched on,
+    # or a load above what 50 deletions a tick kept up with)
+    metrics = Metrics.create()
+    reconciler, changes = listened(repository, topics, Settings(retention=3600), metrics)
+    backlog = [f"{n:032x}" for n in range(2 * SWEEP_JOBS + 7)]
+    for job_id in backlog:
+        await repository.create_job(job_id, ["1"])
+        await repository.store_results(
+            [OperationResult(job_id, 1, 1, "succeeded", result="1")],
+            [Progress(job_id, 1, 0, complete=True)],
+        )
+        repository.backdate(job_id, utcnow() - timedelta(hours=2))
+
+    # When one tick sweeps
+    assert await reconciler.sweep_expired() == len(backlog)
+
+    # Then every one is gone, in rounds of SWEEP_JOBS, and watchers heard of each
+    assert repository.calls["delete_expired"] == 3
+    assert sorted(c.job_id for c in changes) == backlog
+    assert metrics.registry.get_sample_value("jobs_expired_total") == len(backlog)
+    assert await repository.expired_jobs(utcnow(), 10) == []
+
+
+async def test_the_sweep_stops_when_a_round_deletes_nothing(
+    repository: MemoryRepository, topics: FakeTopics
+) -> None:
+    # Given a full round of expired jobs that the database does not delete (as if a DELETE
+    # had each of them meanwhile)
+    reconciler = Reconciler(repository, topics, Settings(retention=3600), Metrics.create())  # type: ignore[arg-type]
+    for n in range(SWEEP_JOBS):
+        job_id = f"{n:032x}"
+        await repository.create_job(job_id, ["1"])
+        await repository.store_results(
+            [OperationResult(job_id, 1, 1, "succeeded", result="1")],
+            [Progress(job_id, 1, 0, complete=True)],
+        )
+        repository.backdate(job_id, utcnow() - timedelta(hours=2))
+
+    async def delete_none(job_ids: Any) -> list[str]:
+        return []
+
+    repository.delete_expired = delete_none  # type: ignore[method-assign]
+
+    # Then one round is all the tick does (no loop until the time budget)
+    assert await reconciler.sweep_expired() == 0
+    assert repository.calls["expired_jobs"] == 1
 
 
 async def test_a_retention_of_zero_keeps_every_job(

@@ -156,6 +156,22 @@ async def test_forgetting_a_slot_drops_the_parents_it_leaves_childless() -> None
     assert collection.stored == entries(SLOT + 1)
 
 
+async def test_forgetting_many_slots_drops_every_parent_they_leave_childless() -> None:
+    # Given slots under two minutes, and one more slot that keeps the second minute
+    collection = Collection()
+    index = SlotIndex(collection)  # type: ignore[arg-type]
+    first = [SLOT, SLOT + 1, SLOT + 70]  # two six-second groups of one minute
+    later = SLOT + 6 * SLOTS_PER_MINUTE
+    await index.register([*first, later, later + 1])
+
+    # When all of the first minute's slots and one of the other's are forgotten at once
+    await index.forget_many([*first, later])
+
+    # Then what is left is exactly the index of the one remaining slot
+    assert collection.stored == entries(later + 1)
+    assert await walk(index, after=0) == [later + 1]
+
+
 async def test_closed_entries_are_read_once_a_minute_open_ones_every_time() -> None:
     # Given slots of long ago (closed) and of now (open), and a clock the test moves
     collection = Collection()
