@@ -226,15 +226,17 @@ def _converted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 #: Server error codes that name a passing state of the deployment, not the command itself:
-#: shutdown, elections, a primary stepping down, network and time-limit errors.
+#: shutdown, elections, a primary stepping down, network, lock and time-limit errors.
 TRANSIENT_CODES = frozenset(
-    {6, 7, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+    {6, 7, 24, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
 )
 
 
-#: FerretDB (the local stand-in) reports its PostgreSQL backend's deadlocks and serialization
-#: failures as InternalError (code 1) with the SQLSTATE in the message; MongoDB never sends these.
-FERRETDB_TRANSIENT_SQLSTATES = ("SQLSTATE 40P01", "SQLSTATE 40001")
+#: FerretDB (the local stand-in) reports its PostgreSQL backend's deadlocks, serialization
+#: failures and lock timeouts (a table locked by someone else for longer than `lock_timeout`,
+#: 5 s on the local stack: seen with an operator's `LOCK TABLE`) as InternalError (code 1) with
+#: the SQLSTATE in the message; MongoDB never sends these.
+FERRETDB_TRANSIENT_SQLSTATES = ("SQLSTATE 40P01", "SQLSTATE 40001", "SQLSTATE 55P03")
 
 #: A database with no space left to write: MongoDB's OutOfDiskSpace (src/mongo/base/error_codes.yml)
 #: and PostgreSQL's disk_full behind FerretDB (InternalError, code 1, with the SQLSTATE in the

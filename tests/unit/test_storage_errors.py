@@ -24,6 +24,11 @@ from jobstream.storage import _converted, is_out_of_space, is_transient
         OperationFailure("not primary", code=10107),
         OperationFailure("interrupted at shutdown", code=11600),
         OperationFailure("[collection.go:291] ERROR: deadlock detected (SQLSTATE 40P01)", code=1),
+        OperationFailure(
+            "[collection.go:163] ERROR: canceling statement due to lock timeout (SQLSTATE 55P03)",
+            code=1,
+        ),
+        OperationFailure("Unable to acquire lock", code=24),
         BulkWriteError({"writeErrors": [{"code": 91, "errmsg": "shutdown in progress"}]}),
     ],
 )
