@@ -26,6 +26,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pymongo import monitoring
 
+from jobstream.dbfailures import failure_reason
+
 DURATION_BUCKETS = (
     0.00025,
     0.0005,
@@ -140,6 +142,12 @@ class CommandMetrics(monitoring.CommandListener):
             ["command"],
             registry=registry,
         )
+        self.failures = Counter(
+            "mongo_command_failures",
+            "Failed MongoDB commands by what the database said: out_of_space, lock_timeout, other",
+            ["command", "reason"],
+            registry=registry,
+        )
         self.refused = Counter(
             "mongo_write_errors",
             "Documents a write command refused (writeErrors, e.g. duplicate keys)",
@@ -168,6 +176,9 @@ class CommandMetrics(monitoring.CommandListener):
         name = event.command_name
         self.commands.labels(name, "failed", current_origin()).inc()
         self.duration.labels(name).observe(event.duration_micros / 1e6)
+        failure = event.failure if isinstance(event.failure, Mapping) else {}
+        reason = failure_reason(failure.get("code"), str(failure.get("errmsg", "")))
+        self.failures.labels(name, reason).inc()
 
 
 # One listener per registry: a registry refuses a second metric of the same name, and a worker

@@ -57,6 +57,7 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
+from jobstream.dbfailures import LOCK_TIMEOUT_SQLSTATES, OUT_OF_SPACE_CODES, OUT_OF_SPACE_SQLSTATES
 from jobstream.errors import NotFound, StorageError
 from jobstream.models import (
     Job,
@@ -233,24 +234,18 @@ TRANSIENT_CODES = frozenset(
 
 
 #: FerretDB (the local stand-in) reports its PostgreSQL backend's deadlocks, serialization
-#: failures and lock timeouts (a table locked by someone else for longer than `lock_timeout`,
-#: 5 s on the local stack: seen with an operator's `LOCK TABLE`) as InternalError (code 1) with
-#: the SQLSTATE in the message; MongoDB never sends these.
-FERRETDB_TRANSIENT_SQLSTATES = ("SQLSTATE 40P01", "SQLSTATE 40001", "SQLSTATE 55P03")
-
-#: A database with no space left to write: MongoDB's OutOfDiskSpace (src/mongo/base/error_codes.yml)
-#: and PostgreSQL's disk_full behind FerretDB (InternalError, code 1, with the SQLSTATE in the
-#: message: `could not extend file ...: No space left on device (SQLSTATE 53100)`). Writes fail
-#: until an operator frees or adds space, then succeed unchanged: an outage of writes, not a
-#: refusal of the command, so it is waited out like one (a first version parked every batch the
-#: persisting agent could not store, and reconciliation computed their operations again).
-OUT_OF_SPACE_CODES = frozenset({14031})
-FERRETDB_OUT_OF_SPACE_SQLSTATES = ("SQLSTATE 53100",)
+#: failures and lock timeouts (a table locked by someone else for longer than `lock_timeout`:
+#: seen with an operator's `LOCK TABLE`) as InternalError (code 1) with the SQLSTATE in the
+#: message; MongoDB never sends these.
+FERRETDB_TRANSIENT_SQLSTATES = ("SQLSTATE 40P01", "SQLSTATE 40001", *LOCK_TIMEOUT_SQLSTATES)
 
 
 def is_out_of_space(exc: PyMongoError) -> bool:
-    """Whether the database failed because it has no space left to write."""
-    if any(state in str(exc) for state in FERRETDB_OUT_OF_SPACE_SQLSTATES):
+    """Whether the database failed because it has no space left to write (`dbfailures`). Writes
+    fail until an operator frees or adds space, then succeed unchanged: an outage of writes, not a
+    refusal of the command, so it is waited out like one (a first version parked every batch the
+    persisting agent could not store, and reconciliation computed their operations again)."""
+    if any(state in str(exc) for state in OUT_OF_SPACE_SQLSTATES):
         return True
     if isinstance(exc, BulkWriteError):
         codes = {e.get("code") for e in exc.details.get("writeErrors", [])}

@@ -34,8 +34,8 @@ def succeeded(name: str, reply: dict[str, Any], ms: float = 2.0) -> CommandSucce
     )
 
 
-def failed(name: str, ms: float = 2.0) -> CommandFailedEvent:
-    failure = {"ok": 0, "errmsg": "boom", "code": 2}
+def failed(name: str, ms: float = 2.0, errmsg: str = "boom", code: int = 2) -> CommandFailedEvent:
+    failure = {"ok": 0, "errmsg": errmsg, "code": code}
     return CommandFailedEvent(
         timedelta(milliseconds=ms), failure, name, next(_request_ids), ADDRESS, None
     )
@@ -97,6 +97,32 @@ def test_a_failed_command_is_counted_as_failed_and_timed() -> None:
         0.040
     )
     assert written(registry, "update") == 0
+
+
+def test_failures_say_whether_the_database_is_full_or_locked() -> None:
+    registry = CollectorRegistry()
+    listener = command_listener(registry)
+
+    # FerretDB's forms (PostgreSQL's SQLSTATE in the message) and MongoDB's codes
+    listener.failed(failed("update", errmsg="No space left on device (SQLSTATE 53100)", code=1))
+    listener.failed(
+        failed("insert", errmsg="Can't take a write lock while out of disk space", code=14031)
+    )
+    listener.failed(
+        failed("update", errmsg="canceling statement due to lock timeout (SQLSTATE 55P03)", code=1)
+    )
+    listener.failed(failed("find", errmsg="Unable to acquire lock", code=24))
+    listener.failed(failed("find"))
+
+    def failures(command: str, reason: str) -> float:
+        labels = {"command": command, "reason": reason}
+        return registry.get_sample_value("mongo_command_failures_total", labels) or 0.0
+
+    assert failures("update", "out_of_space") == 1
+    assert failures("insert", "out_of_space") == 1
+    assert failures("update", "lock_timeout") == 1
+    assert failures("find", "lock_timeout") == 1
+    assert failures("find", "other") == 1
 
 
 def test_durations_fall_into_their_buckets() -> None:
