@@ -57,7 +57,12 @@ from pymongo.errors import (
     WTimeoutError,
 )
 
-from jobstream.dbfailures import LOCK_TIMEOUT_SQLSTATES, OUT_OF_SPACE_CODES, OUT_OF_SPACE_SQLSTATES
+from jobstream.dbfailures import (
+    LOCK_TIMEOUT_SQLSTATES,
+    OUT_OF_SPACE_CODES,
+    OUT_OF_SPACE_SQLSTATES,
+    backend_unavailable,
+)
 from jobstream.errors import NotFound, StorageError
 from jobstream.models import (
     Job,
@@ -254,11 +259,11 @@ def is_out_of_space(exc: PyMongoError) -> bool:
 
 
 def is_transient(exc: PyMongoError) -> bool:
-    """Whether retrying can cure the error: the database is unreachable, changing primaries or
-    out of space."""
+    """Whether retrying can cure the error: the database (or FerretDB's PostgreSQL) is
+    unreachable, changing primaries, locked by someone else, or out of space."""
     if any(state in str(exc) for state in FERRETDB_TRANSIENT_SQLSTATES):
         return True
-    if is_out_of_space(exc):
+    if backend_unavailable(str(exc)) or is_out_of_space(exc):
         return True
     if isinstance(exc, (ConnectionFailure, ExecutionTimeout, WTimeoutError)):
         return True  # includes AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError

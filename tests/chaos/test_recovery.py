@@ -180,3 +180,44 @@ async def test_a_full_database_is_waited_out_nothing_parked_or_republished(
         extra=checks,
     )
     assert_passed(record)
+
+
+async def test_postgresql_restarted_behind_ferretdb_is_waited_out(system: System) -> None:
+    """FerretDB stays up while its PostgreSQL restarts: its commands fail with a dial error or
+    SQLSTATE 57P01, which is an outage, not a refusal (before, the persisting agent parked 79
+    batches of a 30,000-operation job and left it to reconciliation)."""
+
+    async def fault(load: Load) -> dict[str, Any]:
+        await until(lambda: bool(load.accepted), 120, "the big job accepted")
+        start = system.sampler.snapshot()
+
+        async def storing() -> bool:
+            await system.sampler.sample()
+            stored = delta(start, system.sampler.snapshot(), "results_stored_total", CLIENTS)
+            return stored >= 500
+
+        await until(storing, 120, "the big job's results being stored")
+        injected = now()
+        await system.stop_service("postgres")
+        await asyncio.sleep(10)
+        await system.start_service("postgres")
+        return {"injected_at": injected, "restored_at": now()}
+
+    async def checks(record: dict[str, Any]) -> list[str]:
+        problems = await within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT)(record)
+        if record["dead_letters"]:
+            problems.append(f"{record['dead_letters']} events parked on the dead-letter topic")
+        return problems
+
+    record = await run_scenario(
+        system,
+        "postgres-restart-default",
+        f"restart FerretDB's PostgreSQL (10 s down) while a {FULL_BIG_JOB:,}-operation job "
+        "computes, under load, default settings",
+        fault,
+        specs=[big_job(FULL_BIG_JOB, seed=507), *generate_load(40, seed=506, max_ops=200)],
+        spacing=0.5,
+        request_timeout=120,
+        extra=checks,
+    )
+    assert_passed(record)

@@ -112,6 +112,7 @@ def test_failures_say_whether_the_database_is_full_or_locked() -> None:
         failed("update", errmsg="canceling statement due to lock timeout (SQLSTATE 55P03)", code=1)
     )
     listener.failed(failed("find", errmsg="Unable to acquire lock", code=24))
+    listener.failed(failed("find", errmsg="failed to connect to `user=ferretdb`", code=1))
     listener.failed(failed("find"))
 
     def failures(command: str, reason: str) -> float:
@@ -122,6 +123,7 @@ def test_failures_say_whether_the_database_is_full_or_locked() -> None:
     assert failures("insert", "out_of_space") == 1
     assert failures("update", "lock_timeout") == 1
     assert failures("find", "lock_timeout") == 1
+    assert failures("find", "unavailable") == 1
     assert failures("find", "other") == 1
 
 

@@ -29,6 +29,15 @@ from jobstream.storage import _converted, is_out_of_space, is_transient
             code=1,
         ),
         OperationFailure("Unable to acquire lock", code=24),
+        OperationFailure(
+            "failed to connect to `user=ferretdb database=ferretdb`: 127.0.0.1:15432: dial error: "
+            "dial tcp 127.0.0.1:15432: connect: connection refused",
+            code=1,
+        ),
+        OperationFailure(
+            "FATAL: terminating connection due to administrator command (SQLSTATE 57P01)", code=1
+        ),
+        OperationFailure("FATAL: the database system is starting up (SQLSTATE 57P03)", code=1),
         BulkWriteError({"writeErrors": [{"code": 91, "errmsg": "shutdown in progress"}]}),
     ],
 )
