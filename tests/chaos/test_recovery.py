@@ -116,6 +116,34 @@ async def test_sigkill_a_persisting_client_recovers_without_reconciliation(
     assert_passed(record)
 
 
+def waited_out(limit: float) -> Any:
+    """The default-settings checks, and nothing parked on the dead-letter topic: an outage of the
+    database is waited out, not taken for a refusal."""
+    recovered = within_recovery_limit_and_nothing_republished(limit)
+
+    async def check(record: dict[str, Any]) -> list[str]:
+        problems = await recovered(record)
+        if record["dead_letters"]:
+            problems.append(f"{record['dead_letters']} events parked on the dead-letter topic")
+        return problems
+
+    return check
+
+
+async def big_job_storing(system: System, load: Load, results: int = 500) -> None:
+    """Wait until the load's first job (a big one) is accepted and its results are being stored:
+    a fault then strikes while most of them are still to come."""
+    await until(lambda: bool(load.accepted), 120, "the big job accepted")
+    start = system.sampler.snapshot()
+
+    async def storing() -> bool:
+        await system.sampler.sample()
+        stored = delta(start, system.sampler.snapshot(), "results_stored_total", CLIENTS)
+        return stored >= results
+
+    await until(storing, 120, "the big job's results being stored")
+
+
 #: How long the database stays full in the full-database scenario.
 FULL_SECONDS = 15.0
 #: The job whose results arrive while the database is full (several seconds of computing).
@@ -131,16 +159,7 @@ async def test_a_full_database_is_waited_out_nothing_parked_or_republished(
     seen: dict[str, Any] = {}
 
     async def fault(load: Load) -> dict[str, Any]:
-        # strike while the big job (submitted first) has most of its results still to store
-        await until(lambda: bool(load.accepted), 120, "the big job accepted")
-        start = system.sampler.snapshot()
-
-        async def storing() -> bool:
-            await system.sampler.sample()
-            stored = delta(start, system.sampler.snapshot(), "results_stored_total", CLIENTS)
-            return stored >= 500
-
-        await until(storing, 120, "the big job's results being stored")
+        await big_job_storing(system, load)
         seen["before"] = system.sampler.snapshot()
         injected = now()
         await system.fill_database()
@@ -152,7 +171,7 @@ async def test_a_full_database_is_waited_out_nothing_parked_or_republished(
         return {"injected_at": injected, "restored_at": now()}
 
     async def checks(record: dict[str, Any]) -> list[str]:
-        problems = await within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT)(record)
+        problems = await waited_out(RECOVERY_LIMIT)(record)
         persisting = {"command": "update", "outcome": "failed", "origin": "worker"}
         failed = delta(
             seen["before"], seen["during"], "mongo_commands_total", CLIENTS, **persisting
@@ -164,8 +183,6 @@ async def test_a_full_database_is_waited_out_nothing_parked_or_republished(
         record["posts_refused_while_full"] = len(refusals)
         if refusals and not all("the database is full" in r for r in refusals):
             problems.append(f"a 503 did not say the database is full: {refusals[0]}")
-        if record["dead_letters"]:
-            problems.append(f"{record['dead_letters']} events parked on the dead-letter topic")
         return problems
 
     record = await run_scenario(
@@ -188,26 +205,12 @@ async def test_postgresql_restarted_behind_ferretdb_is_waited_out(system: System
     batches of a 30,000-operation job and left it to reconciliation)."""
 
     async def fault(load: Load) -> dict[str, Any]:
-        await until(lambda: bool(load.accepted), 120, "the big job accepted")
-        start = system.sampler.snapshot()
-
-        async def storing() -> bool:
-            await system.sampler.sample()
-            stored = delta(start, system.sampler.snapshot(), "results_stored_total", CLIENTS)
-            return stored >= 500
-
-        await until(storing, 120, "the big job's results being stored")
+        await big_job_storing(system, load)
         injected = now()
         await system.stop_service("postgres")
         await asyncio.sleep(10)
         await system.start_service("postgres")
         return {"injected_at": injected, "restored_at": now()}
-
-    async def checks(record: dict[str, Any]) -> list[str]:
-        problems = await within_recovery_limit_and_nothing_republished(RECOVERY_LIMIT)(record)
-        if record["dead_letters"]:
-            problems.append(f"{record['dead_letters']} events parked on the dead-letter topic")
-        return problems
 
     record = await run_scenario(
         system,
@@ -218,6 +221,6 @@ async def test_postgresql_restarted_behind_ferretdb_is_waited_out(system: System
         specs=[big_job(FULL_BIG_JOB, seed=507), *generate_load(40, seed=506, max_ops=200)],
         spacing=0.5,
         request_timeout=120,
-        extra=checks,
+        extra=waited_out(RECOVERY_LIMIT),
     )
     assert_passed(record)
