@@ -215,13 +215,17 @@ async def test_watchers_of_a_job_that_no_result_will_reach_end_when_it_is_delete
     async with stream(stack, f"/api/jobs/{job_id}/events", base=stack.client(1)) as events:
         first = await events.next()
         assert first is not None and first[1]["status"] == "in_progress"
-        waits = await metric(stack.client(2), "job_watchers", kind="wait")
+        # (the wait has read the job's first state once its read command has succeeded: the
+        # watchers gauge rises before that read, and a DELETE between the two made the wait's
+        # first read answer "not found", not the deletion this test is about)
+        read = {"command": "find", "outcome": "succeeded", "origin": "api-watch"}
+        reads = await metric(stack.client(2), "mongo_commands_total", **read)
         waiting = asyncio.ensure_future(
             stack.request("GET", f"/api/jobs/{job_id}?wait=30", base=stack.client(2))
         )
 
         async def listening() -> bool:
-            return await metric(stack.client(2), "job_watchers", kind="wait") > waits
+            return await metric(stack.client(2), "mongo_commands_total", **read) > reads
 
         await eventually(listening, timeout=10, interval=0.05)
         # When the job is deleted through a third
