@@ -144,7 +144,8 @@ class CommandMetrics(monitoring.CommandListener):
         )
         self.failures = Counter(
             "mongo_command_failures",
-            "Failed MongoDB commands by what the database said: out_of_space, lock_timeout, other",
+            "Failed MongoDB commands by what the database said (out_of_space, lock_timeout, "
+            "unavailable: FerretDB's PostgreSQL unreachable, other)",
             ["command", "reason"],
             registry=registry,
         )

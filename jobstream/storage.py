@@ -929,7 +929,8 @@ class MongoRepository:
         else:
             outcomes = await _each(ids, lambda j: self._jobs.delete_one({"_id": j, **small}))
             deleted = [j for j, done in zip(ids, outcomes, strict=True) if done.deleted_count]
-            rest = [j for j in ids if j not in set(deleted)]
+            gone = set(deleted)
+            rest = [j for j in ids if j not in gone]
             docs = await _each(
                 rest, lambda j: self._jobs.find_one({"_id": j, "status": "completed"}, {"_id": 1})
             )
