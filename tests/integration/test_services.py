@@ -35,16 +35,33 @@ JOBSTREAM_REPLICAS = 3
 JOBSTREAM_MIN_ISR = "2"
 
 
+#: describe_configs' error for a topic the broker asked has not heard of yet.
+UNKNOWN_TOPIC = 3
+
+
 async def topic_config(admin: AIOKafkaAdminClient, topic: str, key: str) -> str | None:
-    """The value of one topic configuration entry, as the broker reports it."""
+    """The value of one topic configuration entry, as the broker reports it (None while the
+    broker asked, which need not be the one that answered the metadata, does not know the topic
+    yet: a clean-clone run met that right after the topic was created)."""
     (response,) = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, topic, {key: None})]
     )
     (resource,) = response.resources
     error_code, error_message, _type, _name, entries = resource[:5]
+    if error_code == UNKNOWN_TOPIC:
+        return None
     assert error_code == 0, f"describe_configs({topic}) failed: {error_code} {error_message}"
     values = {entry[0]: entry[1] for entry in entries}
     return values.get(key)
+
+
+async def config_becomes(admin: AIOKafkaAdminClient, topic: str, key: str, expected: str) -> None:
+    """Poll until the broker asked reports the topic's configuration entry as `expected`."""
+
+    async def reported() -> bool:
+        return await topic_config(admin, topic, key) == expected
+
+    await eventually(reported, timeout=20, description=f"{topic} {key}={expected}")
 
 
 def unique_settings(brokers: list[str]) -> Settings:
@@ -170,7 +187,7 @@ async def test_bootstrap_create_topics_creates_missing_topics_once_and_nothing_t
         for described in await kafka_admin.describe_topics(expected):
             assert all(len(p["replicas"]) == 3 for p in described["partitions"]), described
         for name in expected:
-            assert await topic_config(kafka_admin, name, "min.insync.replicas") == "2"
+            await config_becomes(kafka_admin, name, "min.insync.replicas", "2")
     finally:
         await delete_topics(kafka_admin, expected)
 
