@@ -559,9 +559,7 @@ class System:
 
     async def restore(self) -> None:
         """Start whatever infrastructure is not running (this test's faults, or any other), and
-        give the database its space back if this test filled it."""
-        if self.database_full:
-            await self.fill_database(False)
+        give the database its space back if this test filled it (once PostgreSQL runs)."""
         status = await run_script(INFRA, "status", check=False)
         down = {
             line.split()[0]
@@ -574,6 +572,8 @@ class System:
         if down or self.stopped:
             await wait_ready()
         self.stopped.clear()
+        if self.database_full:
+            await self.fill_database(False)
 
     async def job_via_api(self, job_id: str, base: str | None = None) -> dict[str, Any]:
         async with self.session.get(f"{base or url_of('client-1')}/api/jobs/{job_id}") as response:
