@@ -92,9 +92,13 @@ start_kafka() {
 PG_USER=()
 [[ "$(id -u)" == 0 ]] && PG_USER=(runuser -u postgres --)
 
+pg_bin() { # the newest installed PostgreSQL's bin directory
+  dirname "$(compgen -G "/usr/lib/postgresql/*/bin/initdb" | sort -V | tail -n 1)"
+}
+
 start_postgres() {
   local bin dir="$STATE_DIR/postgres"
-  bin="$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/initdb" | sort -V | tail -n 1)")"
+  bin="$(pg_bin)"
   if ! is_running postgres; then
     if [[ ! -f "$dir/PG_VERSION" ]]; then
       mkdir -p "$dir"
@@ -163,7 +167,7 @@ stop_service() { # name [signal]; waits for the process to exit (SIGKILL after 3
     # synchronous_commit=off loses the last acknowledged commits (seen: a job answered 201 and
     # gone after the restart). As another user it was a smart shutdown, waiting for FerretDB's
     # pooled sessions until the SIGKILL below.
-    bin="$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" | sort -V | tail -n 1)")"
+    bin="$(pg_bin)"
     "${PG_USER[@]}" "$bin/pg_ctl" -D "$STATE_DIR/postgres" stop -m fast -w -t 30 \
       >>"$LOG_DIR/postgres.log" 2>&1 || true
   else
@@ -221,7 +225,7 @@ case "$cmd" in
   start) start_service "$2" ;;
   stop) stop_service "$2" "$([[ "${3:-}" == "--kill" ]] && echo KILL || echo TERM)" ;;
   sql) # SQL from stdin on the database FerretDB keeps its collections in (the fault suite's faults)
-    bin="$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/psql" | sort -V | tail -n 1)")"
+    bin="$(pg_bin)"
     "$bin/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U ferretdb -d ferretdb -f -
     ;;
   *) sed -n '2,10p' "$0" >&2 && exit 2 ;;
