@@ -58,10 +58,11 @@ from pymongo.errors import (
 )
 
 from jobstream.dbfailures import (
+    LOCK_TIMEOUT_CODES,
     LOCK_TIMEOUT_SQLSTATES,
     OUT_OF_SPACE_CODES,
-    OUT_OF_SPACE_SQLSTATES,
     backend_unavailable,
+    failure_reason,
 )
 from jobstream.errors import NotFound, StorageError
 from jobstream.models import (
@@ -233,8 +234,9 @@ def _converted(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 #: Server error codes that name a passing state of the deployment, not the command itself:
 #: shutdown, elections, a primary stepping down, network, lock and time-limit errors.
-TRANSIENT_CODES = frozenset(
-    {6, 7, 24, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436}
+TRANSIENT_CODES = (
+    frozenset({6, 7, 50, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+    | LOCK_TIMEOUT_CODES
 )
 
 
@@ -250,12 +252,12 @@ def is_out_of_space(exc: PyMongoError) -> bool:
     fail until an operator frees or adds space, then succeed unchanged: an outage of writes, not a
     refusal of the command, so it is waited out like one (a first version parked every batch the
     persisting agent could not store, and reconciliation computed their operations again)."""
-    if any(state in str(exc) for state in OUT_OF_SPACE_SQLSTATES):
-        return True
     if isinstance(exc, BulkWriteError):
         codes = {e.get("code") for e in exc.details.get("writeErrors", [])}
-        return bool(codes & OUT_OF_SPACE_CODES)
-    return isinstance(exc, OperationFailure) and exc.code in OUT_OF_SPACE_CODES
+        if codes & OUT_OF_SPACE_CODES:
+            return True
+    code = exc.code if isinstance(exc, OperationFailure) else None
+    return failure_reason(code, str(exc)) == "out_of_space"
 
 
 def is_transient(exc: PyMongoError) -> bool:

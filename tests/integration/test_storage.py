@@ -381,14 +381,16 @@ async def test_expired_jobs_are_deleted_with_their_operations(repository: Reposi
     assert await repository.delete_expired([]) == []
 
 
-async def test_expired_big_jobs_leave_no_chunk_document(mongo_repository: MongoRepository) -> None:
+async def test_expired_big_jobs_leave_no_chunk_document(
+    mongo_repository: MongoRepository, mongo_db: AsyncDatabase
+) -> None:
     big = new_job_id()
     size = 3 * BUCKET
     await mongo_repository.create_job(big, ["1"] * size)
     await mongo_repository.store_results(
         [ok(big, n, total=size) for n in range(1, size + 1)], [Progress(big, size, 0, True)]
     )
-    chunks = mongo_repository._chunks
+    chunks = mongo_db["chunks"]
     assert await chunks.count_documents({"job_id": big}) > 0
 
     assert await mongo_repository.delete_expired([big]) == [big]
