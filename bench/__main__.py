@@ -24,7 +24,17 @@ from typing import Any
 import aiohttp
 from pymongo.errors import PyMongoError
 
-from bench import load, pgstat, prefill, profile, raw_limit, report, storage_limit, watchers
+from bench import (
+    load,
+    neighbours,
+    pgstat,
+    prefill,
+    profile,
+    raw_limit,
+    report,
+    storage_limit,
+    watchers,
+)
 from bench.lag import LagProbe
 from bench.stack import ROOT, Stack, check_health
 from jobstream.settings import Settings
@@ -71,6 +81,9 @@ class Plan:
     watch_load: float = 1.25  # offered load per run, as a share of the sustained throughput
     watch_fallback_ops: float = 1000  # offered ops/s when the throughput section did not run
     watched_operations: int = 100_000  # the job the watchers wait on, submitted as each run starts
+    neighbour_rate: float = 5  # single-op jobs/s, alone and beside a big job (section neighbours)
+    neighbour_seconds: float = 20
+    neighbour_operations: int = 100_000  # the big job beside them
 
 
 FULL = Plan(
@@ -120,6 +133,8 @@ QUICK = Plan(
     prefill_documents=0,
     watch_seconds=5,
     watched_operations=3_000,
+    neighbour_seconds=8,
+    neighbour_operations=10_000,
 )
 
 
@@ -336,6 +351,17 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
                 ]
                 await load.delete_jobs(stack, leftovers)
 
+            if "neighbours" in args.sections:
+                results["neighbours"] = await neighbours.alone_and_beside(
+                    stack,
+                    phases,
+                    jobs_per_second=plan.neighbour_rate,
+                    seconds=plan.neighbour_seconds,
+                    big_operations=plan.neighbour_operations,
+                    drain_timeout=plan.drain_timeout,
+                )
+                save()
+
             if "listing" in args.sections:
                 results["listing"] = await load.listing(
                     stack, phases, "listing: first jobs page", plan.listing_requests
@@ -466,9 +492,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
         "--sections",
-        default="raw,storage,throughput,watchers,latency,big,listing,prefill",
-        help="comma-separated subset of raw,storage,throughput,watchers,latency,big,listing,"
-        "prefill",
+        default="raw,storage,throughput,watchers,latency,big,neighbours,listing,prefill",
+        help="comma-separated subset of raw,storage,throughput,watchers,latency,big,neighbours,"
+        "listing,prefill",
     )
     parser.add_argument(
         "--prefill",

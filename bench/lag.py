@@ -1,4 +1,5 @@
-"""Where the queue is: consumer-group lag of jobstream's two topics (end offset - committed).
+"""Where the queue is: consumer-group lag of jobstream's request and response topics, both lanes
+(end offset - committed).
 
 Faust commits every few seconds, so lag is approximate, but a queue that grows in front of one
 stage (requests: compute; responses: persist) is plain to see.
@@ -20,6 +21,8 @@ from jobstream.settings import Settings
 HOPS = (
     ("requests", "request_topic", "server_group"),
     ("responses", "response_topic", "client_group"),
+    ("bulk requests", "bulk_request_topic", "server_group"),
+    ("bulk responses", "bulk_response_topic", "client_group"),
 )
 
 

@@ -638,8 +638,9 @@ async def profiled_load(
     return {"phase": name, "load": summary, "workers": profiles}
 
 
-PUBLISHED = "producer_messages_sent_total{topic=application.operation.request}"
-RESPONSES = "consumer_messages_received_total{topic=application.operation.response}"
+# prefixes of both lanes' counters (`...request}` and `...request.bulk}`)
+PUBLISHED = "producer_messages_sent_total{topic=application.operation.request"
+RESPONSES = "consumer_messages_received_total{topic=application.operation.response"
 
 
 def first_at(timeline: list[dict[str, float]], key: str, reached: float) -> float | None:

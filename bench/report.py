@@ -803,6 +803,10 @@ def _main_table(results: dict[str, Any]) -> str:
             ),
         ),
         (
+            "single-op jobs beside a big job, p99 (alone)",
+            _neighbour_p99s(results),
+        ),
+        (
             "first jobs page p99, empty / prefilled database",
             f"{fmt(_page_p99(results.get('listing')), 1)} / "
             f"{fmt(_page_p99(prefilled.get('listing')), 1)} ms",
@@ -826,6 +830,15 @@ def _main_table(results: dict[str, Any]) -> str:
         ),
     ]
     return table(("figure", "value"), rows)
+
+
+def _neighbour_p99s(results: dict[str, Any]) -> str:
+    """The facts table's p99 of small jobs beside a big one, and alone."""
+    pair = neighbour_runs(results)
+    if pair is None:
+        return DASH
+    alone, beside = (run["latency_ms"]["p99"] for run in pair)
+    return f"{fmt(beside, 0)} ms ({fmt(alone, 0)} ms)"
 
 
 def _watch_share(results: dict[str, Any]) -> str:
@@ -1286,6 +1299,59 @@ def _big(results: dict[str, Any], small: float | None) -> str:
     )
 
 
+def neighbour_runs(results: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(alone, beside the big job) runs of the neighbours section, when both ran."""
+    runs = (results.get("neighbours") or {}).get("runs") or []
+    alone = next((r for r in runs if not r.get("beside_big_job")), None)
+    beside = next((r for r in runs if r.get("beside_big_job")), None)
+    return (alone, beside) if alone and beside else None
+
+
+def _neighbours(results: dict[str, Any]) -> str:
+    section = results.get("neighbours")
+    pair = neighbour_runs(results)
+    if not section or not pair:
+        return "_not run_"
+    rows = []
+    for run in pair:
+        latency, post = run["latency_ms"], run["post_ms"]
+        big = run.get("big_job") or {}
+        rows.append(
+            (
+                "beside the big job" if run.get("beside_big_job") else "alone",
+                f"{run['completed']}/{run['jobs']}",
+                fmt(latency["p50"], 0),
+                fmt(latency["p95"], 0),
+                fmt(latency["p99"], 0),
+                fmt(latency["max"], 0),
+                fmt(post["p99"], 0),
+                fmt(big.get("total_seconds"), 1) if big else DASH,
+                run["errors"],
+            )
+        )
+    head = (
+        "single-op jobs",
+        "done",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "POST p99 ms",
+        "big job done in s",
+        "errors",
+    )
+    return (
+        f"Single-operation jobs at {fmt(section['jobs_per_second'], 0)} jobs/s for "
+        f"{fmt(section['seconds'], 0)} s (open loop, latency from each job's scheduled time to "
+        f"its `finished_at`), alone, then starting as a job of "
+        f"{fmt(section['big_operations'])} operations is submitted beside them (its POST, "
+        "computing and persisting overlap theirs). Jobs of more than "
+        "`JOBSTREAM_BULK_OPERATIONS` operations travel on the bulk lane, with agents of their "
+        "own (`jobstream/topics.py`), so the small jobs share the machine with the big one, not "
+        "a queue.\n\n" + table(head, rows)
+    )
+
+
 def _processes(results: dict[str, Any]) -> str:
     resources = results.get("resources") or {}
     processes = resources.get("processes") or []
@@ -1317,14 +1383,18 @@ def group_cpu(phase: dict[str, Any]) -> dict[str, float]:
     return {group: sum(per.get(n, 0.0) for n in names) for group, names in GROUPS.items()}
 
 
-REQUESTS_IN = "consumer_messages_received_total{topic=application.operation.request}"
-RESPONSES_IN = "consumer_messages_received_total{topic=application.operation.response}"
+# prefixes of both lanes' counters (`...request}` and `...request.bulk}`)
+REQUESTS_IN = "consumer_messages_received_total{topic=application.operation.request"
+RESPONSES_IN = "consumer_messages_received_total{topic=application.operation.response"
 POSTS = "http_request_duration_seconds_count{method=POST,route=/api/jobs}"
 
 
 def _peak(phase: dict[str, Any], hop: str) -> str:
-    peak = ((phase.get("lag") or {}).get("peak") or {}).get(hop)
-    return fmt(peak)
+    """The most messages seen waiting at a hop, both lanes together (`requests` and
+    `bulk requests`)."""
+    peaks = (phase.get("lag") or {}).get("peak") or {}
+    lanes = [v for k, v in peaks.items() if k in (hop, f"bulk {hop}")]
+    return fmt(sum(lanes) if lanes else None)
 
 
 def _phases(results: dict[str, Any]) -> str:
@@ -1344,8 +1414,9 @@ def _phases(results: dict[str, Any]) -> str:
     for phase in phases:
         counters = phase.get("counters") or {}
 
-        def get(worker: str, key: str, counters: dict[str, Any] = counters) -> str:
-            return fmt(int((counters.get(worker) or {}).get(key, 0)))
+        def get(worker: str, prefix: str, counters: dict[str, Any] = counters) -> str:
+            values = counters.get(worker) or {}
+            return fmt(int(sum(v for k, v in values.items() if k.startswith(prefix))))
 
         work.append(
             [phase["name"]]
@@ -1572,7 +1643,14 @@ def observations(results: dict[str, Any]) -> list[str]:
             )
     for phase in phases:
         counters = phase.get("counters") or {}
-        got = {n: (counters.get(f"server-{n}") or {}).get(REQUESTS_IN, 0.0) for n in (1, 2, 3)}
+        got = {
+            n: sum(
+                v
+                for k, v in (counters.get(f"server-{n}") or {}).items()
+                if k.startswith(REQUESTS_IN)
+            )
+            for n in (1, 2, 3)
+        }
         if sum(got.values()) >= 300 and min(got.values()) == 0:
             idle_servers = [f"server-{n}" for n, v in got.items() if v == 0]
             out.append(
@@ -1640,6 +1718,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "## Database work per job\n\n" + _db_work(results),
         "## Latency of single-operation jobs\n\n" + _latency(results),
         "## Big jobs\n\n" + _big(results, small),
+        "## Small jobs beside a big one\n\n" + _neighbours(results),
         "## Listing, and a prefilled database\n\n" + _prefilled(results),
         "## CPU and memory per process\n\n" + _processes(results),
         "## Where the CPU went, per phase\n\n" + _phases(results),

@@ -37,6 +37,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(settings.request_topic, settings.partitions, common),
         TopicSpec(settings.response_topic, settings.partitions, common),
+        # The bulk lane (see jobstream.topics): as many partitions as the first, keyed alike.
+        TopicSpec(settings.bulk_request_topic, settings.partitions, common),
+        TopicSpec(settings.bulk_response_topic, settings.partitions, common),
         TopicSpec(settings.dead_letter_topic, settings.partitions, common),
         # Live views only (every client follows it from its end): an hour of history is plenty.
         TopicSpec(

@@ -91,6 +91,14 @@ class Settings:
     request_topic: str = "application.operation.request"
     #: Topic carrying one result event per operation back (client group reads it).
     response_topic: str = "application.operation.response"
+    #: The bulk lane's request and response topics: jobs of more than `bulk_operations` operations
+    #: travel on them, with agents of their own, so a big job's backlog never queues in front of
+    #: the messages of smaller jobs (see `jobstream.topics`).
+    bulk_request_topic: str = "application.operation.request.bulk"
+    bulk_response_topic: str = "application.operation.response.bulk"
+    #: Jobs of more operations than this go to the bulk lane. The client role chooses the lane
+    #: (API, reconciliation); the server role answers on the lane a request came from.
+    bulk_operations: int = 1000
     #: Topic receiving undecodable or invalid events, so one bad message never blocks a partition.
     dead_letter_topic: str = "application.operation.dead-letter"
     #: Topic carrying job changes (progress, completion, deletion) to every client worker's views.
@@ -99,7 +107,8 @@ class Settings:
     server_group: str = "operation-request-group"
     #: Consumer group (Faust app id) of the client role, as in the original.
     client_group: str = "operation-response-group"
-    #: Partitions of both topics (and of the progress table's changelog).
+    #: Partitions of the request and response topics of both lanes (and of the progress table's
+    #: changelog, which must match the response topics).
     partitions: int = 60
     #: Replication factor of every topic jobstream creates.
     replication_factor: int = 3
@@ -187,6 +196,13 @@ class Settings:
             retention=_int(env, "JOBSTREAM_RETENTION", defaults.retention, 0, 100 * 365 * 86400),
             request_topic=env.get("JOBSTREAM_REQUEST_TOPIC", defaults.request_topic),
             response_topic=env.get("JOBSTREAM_RESPONSE_TOPIC", defaults.response_topic),
+            bulk_request_topic=env.get("JOBSTREAM_BULK_REQUEST_TOPIC", defaults.bulk_request_topic),
+            bulk_response_topic=env.get(
+                "JOBSTREAM_BULK_RESPONSE_TOPIC", defaults.bulk_response_topic
+            ),
+            bulk_operations=_int(
+                env, "JOBSTREAM_BULK_OPERATIONS", defaults.bulk_operations, 1, 10_000_000
+            ),
             dead_letter_topic=env.get("JOBSTREAM_DEAD_LETTER_TOPIC", defaults.dead_letter_topic),
             job_events_topic=env.get("JOBSTREAM_JOB_EVENTS_TOPIC", defaults.job_events_topic),
             server_group=env.get("JOBSTREAM_SERVER_GROUP", defaults.server_group),

@@ -56,7 +56,8 @@ def _failed(request: OperationRequest, error: str) -> OperationResult:
 
 
 def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics: Metrics) -> None:
-    """Register the compute agent (concurrency from settings, 10-20 actors per worker).
+    """Register the compute agents, one per lane (concurrency from settings, 10-20 actors per
+    worker each).
 
     Each actor takes one request message at a time (up to 100 operations of one job), evaluates
     its operations, publishes their results and waits for the broker's acknowledgement (acks=all)
@@ -73,10 +74,28 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
     which both roles must share): a line the API took is never refused here for its length.
     """
     limits = dataclasses.replace(expressions.DEFAULT_LIMITS, max_length=settings.max_line_length)
-    request_topic = topics.requests.get_topic_name()
-    response_topic = topics.responses.get_topic_name()
+    # One agent per lane (jobstream.topics), each answering on its own lane's response topic.
+    lanes = (
+        ("compute", topics.requests, topics.responses),
+        ("compute-bulk", topics.bulk_requests, topics.bulk_responses),
+    )
+    for name, source, sink in lanes:
+        _register_lane(app, name, source, sink, topics, settings, limits, metrics)
 
-    @app.agent(topics.requests, name="compute", concurrency=settings.compute_concurrency)
+
+def _register_lane(
+    app: faust.App,
+    name: str,
+    source: faust.TopicT,
+    sink: faust.TopicT,
+    topics: Topics,
+    settings: Settings,
+    limits: expressions.Limits,
+    metrics: Metrics,
+) -> None:
+    request_topic = source.get_topic_name()
+    response_topic = sink.get_topic_name()
+
     async def compute(stream: faust.StreamT) -> None:
         async for event in stream.events():
             with held([event]):  # acknowledged only once the results are durable
@@ -101,9 +120,12 @@ def register_compute(app: faust.App, topics: Topics, settings: Settings, metrics
                             outgoing: list[Message] = [
                                 (k, v, headers) for k, v in result_messages(results)
                             ]
-                            await publish_durably(topics.responses, outgoing, metrics)
+                            await publish_durably(sink, outgoing, metrics)
                 finally:
                     span.end()
+
+    compute.__name__ = compute.__qualname__ = name.replace("-", "_")
+    app.agent(source, name=name, concurrency=settings.compute_concurrency)(compute)
 
 
 def _timed(

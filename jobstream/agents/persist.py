@@ -69,9 +69,31 @@ class ResultWriter:
         self._metrics = metrics
         #: Told, after each stored batch, the new state of every job it moved (never waits).
         self._on_changes = on_changes
+        #: job id -> done when the batch writing that job now ends (see `apply`)
+        self._writing: dict[str, asyncio.Future[None]] = {}
 
     async def apply(self, results: Sequence[OperationResult]) -> None:
-        """Persist one batch; raises StorageError (nothing in the table changed) on failure."""
+        """Persist one batch; raises StorageError (nothing in the table changed) on failure.
+
+        The persisting agents of both lanes share this writer. A job's results all travel in one
+        lane, but a batch waits for any batch of the other lane that is writing one of its jobs
+        (the lane is chosen by a setting, which a rolling change could make differ between
+        workers): reading a job's progress and writing it back must not interleave.
+        """
+        jobs = {r.job_id for r in results}
+        while busy := {self._writing[j] for j in jobs if j in self._writing}:
+            await asyncio.wait(busy)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writing.update(dict.fromkeys(jobs, done))
+        try:
+            await self._apply(results)
+        finally:
+            for job_id in jobs:
+                if self._writing.get(job_id) is done:
+                    del self._writing[job_id]
+            done.set_result(None)
+
+    async def _apply(self, results: Sequence[OperationResult]) -> None:
         by_job: dict[str, list[OperationResult]] = defaultdict(list)
         for result in results:
             by_job[result.job_id].append(result)
@@ -167,13 +189,30 @@ def register_persist(
     metrics: Metrics,
     on_changes: Callable[[list[JobChange]], None] | None = None,
 ) -> None:
-    """Register the persisting agent (one actor per worker, batches of responses)."""
+    """Register the persisting agents, one per lane (one actor each per worker, batches of
+    responses)."""
     writer = ResultWriter(repository, table, metrics, on_changes)
 
     async def park(event: faust.EventT, reason: str) -> None:
         await dead_letter(topics, event, reason, metrics)
 
-    @app.agent(topics.responses, name="persist", concurrency=1)
+    # One agent per lane (jobstream.topics), so a big job's results never hold a small job's
+    # batch; they share the writer, which keeps their batches off each other's jobs.
+    lanes = (("persist", topics.responses), ("persist-bulk", topics.bulk_responses))
+    for name, source in lanes:
+        _register_lane(app, name, source, settings, writer, table, park, metrics)
+
+
+def _register_lane(
+    app: faust.App,
+    name: str,
+    source: faust.TopicT,
+    settings: Settings,
+    writer: ResultWriter,
+    table: faust.Table,
+    park: Park,
+    metrics: Metrics,
+) -> None:
     async def persist(stream: faust.StreamT) -> None:
         await know_changelog_partitions(app, table)
         async for events in gathered(stream.events(), settings.persist_batch_size):
@@ -199,6 +238,9 @@ def register_persist(
                 await store_batch(writer, received, park, metrics)
                 for span in spans:
                     span.end()
+
+    persist.__name__ = persist.__qualname__ = name.replace("-", "_")
+    app.agent(source, name=name, concurrency=1)(persist)
 
 
 async def know_changelog_partitions(app: faust.App, table: faust.Table) -> None:

@@ -144,7 +144,7 @@ class Reconciler:
             return 0
         log.warning("job %s: publishing %d pending operations again", job.id, len(pending))
         await send_many_durably(
-            self._topics.requests,
+            self._topics.requests_for(job.total),
             request_messages(
                 OperationRequest(job.id, op.index, job.total, op.expression, attempt + 1)
                 for op in pending
@@ -157,7 +157,7 @@ class Reconciler:
     async def _give_up(self, job: Job, pending: list[Operation], attempts: int) -> None:
         error = f"no result after {attempts} delivery attempts"
         await send_many_durably(
-            self._topics.responses,
+            self._topics.responses_for(job.total),
             result_messages(
                 OperationResult(job.id, op.index, job.total, "failed", error=error)
                 for op in pending

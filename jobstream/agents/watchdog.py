@@ -5,7 +5,7 @@ rebalance (faust-streaming #629, open): their messages wait for good, and reconc
 because the requests or results are in Kafka, not lost. Faust itself only logs warnings for it
 (faust/transport/drivers/aiokafka.py, `verify_event_path`).
 
-The watchdog compares, for each assigned partition of the role's source topic, the consumer's
+The watchdog compares, for each assigned partition of the role's source topics, the consumer's
 position (last offset read, else the committed one) with the log end offset asked from the brokers.
 A partition is stalled when it has lag, its position has not moved for `stall_after` seconds, and
 the worker has nothing in flight (no delivered message awaits its acknowledgement: a worker busy
@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,14 +144,16 @@ def restart_in_place() -> None:
 
 def register_watchdog(
     app: faust.App,
-    topic: str,
+    topics: str | Iterable[str],
     metrics: Metrics,
     stall_after: float = STALL_AFTER,
     restart: Callable[[], None] = restart_in_place,
     rewind_after: float = REWIND_AFTER,
 ) -> StallDetector:
     """Check the consumer every CHECK_INTERVAL seconds: read a partition whose commit is held back
-    again from its commit; restart the worker when it stalls."""
+    again from its commit; restart the worker when it stalls. `topics`: the role's source topics
+    (both lanes')."""
+    names = {topics} if isinstance(topics, str) else set(topics)
     metrics.consumer_stalls.inc(int(os.environ.get(RESTARTS_ENV, "0")))
     detector = StallDetector(stall_after)
     held_commits = HeldCommitDetector(rewind_after)
@@ -159,7 +161,7 @@ def register_watchdog(
     @app.timer(interval=CHECK_INTERVAL, name="consumer-watchdog")
     async def watch() -> None:
         consumer: Any = app.consumer
-        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        assigned = [tp for tp in consumer.assignment() if tp.topic in names]
         if not assigned:
             return
         try:
@@ -179,12 +181,13 @@ def register_watchdog(
         stalled = detector.observe(now, positions, in_flight)
         if stalled:
             log.error(
-                "consumer stalled: %d partitions of %s have lag and were not fetched for %.0fs "
+                "consumer stalled: %d partitions have lag and were not fetched for %.0fs "
                 "(%s); restarting the worker",
                 len(stalled),
-                topic,
                 stall_after,
-                ", ".join(f"{tp.partition}@{positions[tp].position}" for tp in stalled[:10]),
+                ", ".join(
+                    f"{tp.topic}[{tp.partition}]@{positions[tp].position}" for tp in stalled[:10]
+                ),
             )
             metrics.consumer_stalls.inc()
             restart()

@@ -202,7 +202,7 @@ def register_job_views(
             # reconciliation would take over, instead of leaving the rest of the job to the timer.
             publish = asyncio.ensure_future(
                 send_many_durably(
-                    topics.requests,
+                    topics.requests_for(total),  # the job's lane (jobstream.topics)
                     request_messages(
                         OperationRequest(job_id, index, total, text)
                         for index, text in enumerate(expressions, start=1)

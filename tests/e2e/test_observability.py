@@ -11,11 +11,14 @@ from conftest import CLIENT_PORTS, ROOT, SERVER_PORTS, Stack
 from helpers import eventually, get_json
 
 from jobstream.models import MAX_PER_MESSAGE
+from jobstream.settings import Settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 REQUEST_TOPIC = "application.operation.request"
 RESPONSE_TOPIC = "application.operation.response"
+BULK_REQUEST_TOPIC = Settings().bulk_request_topic
+BULK_RESPONSE_TOPIC = Settings().bulk_response_topic
 
 
 async def submit_traced(stack: Stack, text: str) -> tuple[str, str]:
@@ -176,6 +179,37 @@ async def test_prometheus_counts_messages_received_on_both_topics(
         if t["health"] == "up" and t["labels"].get("service")
     }
     assert up == {f"127.0.0.1:{port}" for port in CLIENT_PORTS + SERVER_PORTS}
+
+
+async def test_a_job_above_the_bulk_size_travels_in_the_bulk_lane_and_a_small_one_does_not(
+    stack: Stack,
+) -> None:
+    # Given the counters of both lanes before a job just above the bulk size, and a small one
+    lanes = {
+        "requests": (SERVER_PORTS, REQUEST_TOPIC),
+        "responses": (CLIENT_PORTS, RESPONSE_TOPIC),
+        "bulk requests": (SERVER_PORTS, BULK_REQUEST_TOPIC),
+        "bulk responses": (CLIENT_PORTS, BULK_RESPONSE_TOPIC),
+    }
+
+    async def counts() -> dict[str, float]:
+        return {lane: await workers_sum(stack, *where) for lane, where in lanes.items()}
+
+    before = await counts()
+    size = Settings().bulk_operations + 1
+    big = await stack.submit("".join(f"{n} * 2\n" for n in range(size)))
+    small = await stack.submit("6 * 7\n")
+    # When both complete, with correct results
+    await stack.wait_completed(small)
+    await stack.wait_completed(big)
+    for job_id, index, result in ((small, 1, "42"), (big, size, str(2 * (size - 1)))):
+        status, operation, _ = await stack.request("GET", f"/api/jobs/{job_id}/operations/{index}")
+        assert status == 200 and operation["result"] == result, operation
+    # Then the big job's messages went through the bulk topics, the small job's through the others
+    grown = {lane: count - before[lane] for lane, count in (await counts()).items()}
+    messages = -(-size // MAX_PER_MESSAGE)
+    assert grown["bulk requests"] >= messages and grown["bulk responses"] >= messages
+    assert grown["requests"] >= 1 and grown["responses"] >= 1
 
 
 async def test_worker_metrics_page_has_the_operational_metrics(stack: Stack) -> None:

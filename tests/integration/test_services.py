@@ -72,6 +72,8 @@ def unique_settings(brokers: list[str]) -> Settings:
         kafka_brokers=",".join(brokers),
         request_topic=f"{tag}.request",
         response_topic=f"{tag}.response",
+        bulk_request_topic=f"{tag}.request.bulk",
+        bulk_response_topic=f"{tag}.response.bulk",
         dead_letter_topic=f"{tag}.dead-letter",
         job_events_topic=f"{tag}.job-events",
         client_group=f"{tag}-group",
@@ -96,7 +98,14 @@ async def test_kafka_cluster_metadata_lists_three_brokers(
 
 
 @pytest.mark.parametrize(
-    "topic", [Settings().request_topic, Settings().response_topic], ids=["request", "response"]
+    "topic",
+    [
+        Settings().request_topic,
+        Settings().response_topic,
+        Settings().bulk_request_topic,
+        Settings().bulk_response_topic,
+    ],
+    ids=["request", "response", "bulk-request", "bulk-response"],
 )
 async def test_jobstream_topic_has_60_partitions_3_replicas_and_min_isr_2(
     kafka_admin: AIOKafkaAdminClient, topic: str
@@ -209,6 +218,8 @@ async def test_bootstrap_module_run_twice_creates_topics_once_and_reports_zero_t
         "JOBSTREAM_KAFKA_BROKERS": settings.kafka_brokers,
         "JOBSTREAM_REQUEST_TOPIC": settings.request_topic,
         "JOBSTREAM_RESPONSE_TOPIC": settings.response_topic,
+        "JOBSTREAM_BULK_REQUEST_TOPIC": settings.bulk_request_topic,
+        "JOBSTREAM_BULK_RESPONSE_TOPIC": settings.bulk_response_topic,
         "JOBSTREAM_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
         "JOBSTREAM_JOB_EVENTS_TOPIC": settings.job_events_topic,
         "JOBSTREAM_CLIENT_GROUP": settings.client_group,

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobstream.topics import Topics
+
 
 class FakeTopic:
     """A topic whose sends are acknowledged at once (or fail, as queued by `fail_next`)."""
@@ -38,11 +40,17 @@ class FakeTopic:
 
 @dataclass
 class FakeTopics:
-    """The three topics of an app."""
+    """The topics of an app, routed by lane as `jobstream.topics.Topics` routes them."""
 
     requests: FakeTopic = field(default_factory=lambda: FakeTopic("requests"))
     responses: FakeTopic = field(default_factory=lambda: FakeTopic("responses"))
     dead_letters: FakeTopic = field(default_factory=lambda: FakeTopic("dead-letters"))
+    bulk_requests: FakeTopic = field(default_factory=lambda: FakeTopic("bulk-requests"))
+    bulk_responses: FakeTopic = field(default_factory=lambda: FakeTopic("bulk-responses"))
+    bulk_operations: int = 1000
+
+    requests_for = Topics.requests_for
+    responses_for = Topics.responses_for
 
 
 @dataclass

@@ -200,9 +200,13 @@ def test_server_app_computes_and_serves_only_its_probes() -> None:
     app, _ = build("server", compute_concurrency=15)
     settings = Settings(role="server")
 
-    # Then its one agent computes: it reads the request topic, with the configured concurrency
-    assert {name: agent.concurrency for name, agent in app.agents.items()} == {"compute": 15}
+    # Then its two agents compute, one per lane, each with the configured concurrency
+    assert {name: agent.concurrency for name, agent in app.agents.items()} == {
+        "compute": 15,
+        "compute-bulk": 15,
+    }
     assert app.agents["compute"].channel.topics == (settings.request_topic,)
+    assert app.agents["compute-bulk"].channel.topics == (settings.bulk_request_topic,)
     # ... it has no table, and serves only the probes and its metrics
     assert dict(app.tables) == {}
     assert route_paths(app) == PROBES
@@ -214,10 +218,12 @@ def test_client_app_persists_and_serves_the_api() -> None:
     app, _ = build("client")
     settings = Settings()
 
-    # Then one agent persists the responses, and none computes
+    # Then one agent per lane persists the responses, and none computes
     consumed = {topic for agent in app.agents.values() for topic in agent.channel.topics}
     assert app.agents["persist"].channel.topics == (settings.response_topic,)
-    assert settings.request_topic not in consumed
+    assert app.agents["persist-bulk"].channel.topics == (settings.bulk_response_topic,)
+    assert app.agents["persist"].concurrency == app.agents["persist-bulk"].concurrency == 1
+    assert not {settings.request_topic, settings.bulk_request_topic} & consumed
     # ... progress lives in its table, partitioned like the topics
     assert set(app.tables) == {PROGRESS_TABLE}
     assert app.tables[PROGRESS_TABLE].partitions == settings.partitions
@@ -253,11 +259,14 @@ class Broker:
     def __init__(self, reachable: bool) -> None:
         self.reachable = reachable
         self.sent: list[bytes] = []
+        #: the topic of each message in `sent`
+        self.topics: list[str] = []
 
     async def send(self, topic: faust.TopicT, **kwargs: Any) -> asyncio.Future:
         ack: asyncio.Future = asyncio.get_running_loop().create_future()
         if self.reachable:
             self.sent.append(kwargs["value"])
+            self.topics.append(topic.get_topic_name())
             ack.set_result(None)
         return ack
 
@@ -558,6 +567,22 @@ async def test_job_is_published_before_it_is_answered_when_kafka_answers(
     assert response.status == 201
     job = await repository.get_job((await response.json())["id"])
     assert job.total == 2 and len(broker.sent) == 1  # one message carries both operations
+
+
+async def test_jobs_above_the_bulk_size_are_published_in_the_bulk_lane(
+    serve: Callable[[faust.App], Awaitable[TestClient]], broker: Broker
+) -> None:
+    # Given a client whose bulk lane takes jobs of more than 2 operations
+    app, _ = build("client", bulk_operations=2)
+    settings = Settings(bulk_operations=2)
+    client = await serve(app)
+
+    # When a job of 2 operations, then one of 3, is submitted
+    for body in (b"1 + 1\n2 * 3\n", b"1\n2\n3\n"):
+        assert (await client.post("/api/jobs", data=body, headers=TEXT)).status == 201
+
+    # Then the first travels on the request topic, the second on the bulk request topic
+    assert broker.topics == [settings.request_topic, settings.bulk_request_topic]
 
 
 async def test_job_stored_while_kafka_is_unreachable_is_answered_201_at_the_deadline(

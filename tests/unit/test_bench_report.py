@@ -1103,3 +1103,47 @@ def test_a_single_pair_has_no_measure_of_the_noise() -> None:
     assert comparison is not None
     assert comparison["ratio"] == pytest.approx(0.9)
     assert comparison["noise"] is None and comparison["within_noise"] is None
+
+
+def neighbour_run(beside: bool, latencies_ms: list[float]) -> dict[str, Any]:
+    """One run of the neighbours section: single-op jobs with these latencies."""
+    subs = []
+    for i, ms in enumerate(latencies_ms):
+        sub = Submission(i, 1, scheduled=1000.0 + i)
+        sub.job_id, sub.answered, sub.finished_at = (
+            f"j{i}",
+            sub.scheduled + 0.01,
+            sub.scheduled + ms / 1000,
+        )
+        subs.append(sub)
+    run = summarize_load(subs, 5.0, 1) | {"beside_big_job": beside, "drained": True}
+    if beside:
+        run["big_job"] = {"operations": 100_000, "total_seconds": 12.5}
+    return run
+
+
+def test_the_neighbours_section_shows_small_jobs_alone_and_beside_the_big_job() -> None:
+    # Given small jobs that took 50-60 ms alone and up to 900 ms beside a big job
+    results = {
+        "neighbours": {
+            "jobs_per_second": 5,
+            "seconds": 20,
+            "big_operations": 100_000,
+            "runs": [
+                neighbour_run(False, [50.0] * 99 + [60.0]),
+                neighbour_run(True, [70.0] * 99 + [900.0]),
+            ],
+        }
+    }
+
+    # When the report is rendered
+    markdown = report.render_markdown(results)
+
+    # Then the headline gives the p99 beside the big job, with the p99 alone beside it
+    alone, beside = report.neighbour_runs(results)  # type: ignore[misc]
+    assert f"{beside['latency_ms']['p99']:.0f} ms ({alone['latency_ms']['p99']:.0f} ms)" in markdown
+    assert beside["latency_ms"]["max"] == pytest.approx(900.0)
+    # ... and the section has one row per run, the big job's time on its own
+    section = markdown.split("## Small jobs beside a big one")[1].split("\n## ")[0]
+    assert "| alone | 100/100 |" in section
+    assert "| beside the big job | 100/100 |" in section and "| 12.5 |" in section

@@ -6,6 +6,8 @@ deleted job is not resurrected, an outage is waited out, a refusal is parked ins
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +25,7 @@ from jobstream.agents.persist import (
 from jobstream.errors import StorageError
 from jobstream.memory import MemoryRepository
 from jobstream.models import OperationResult
+from jobstream.storage import Progress, SavedProgress
 from jobstream.tables.progress import JobProgress
 from jobstream.telemetry import Metrics
 
@@ -347,3 +350,49 @@ async def test_the_changelog_partitions_are_known_before_the_first_table_write()
 
     app.producer._ensure_producer = Broken
     await know_changelog_partitions(app, table)  # type: ignore[arg-type]  # logged, not raised
+
+
+class GatedRepository(MemoryRepository):
+    """Stores results only once `release` is set, counting the writes that started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.started = 0
+        self.two_started = asyncio.Event()
+
+    async def store_results(
+        self, results: Sequence[OperationResult], progress: Sequence[Progress]
+    ) -> SavedProgress:
+        self.started += 1
+        if self.started == 2:
+            self.two_started.set()
+        await self.release.wait()
+        return await super().store_results(results, progress)
+
+
+async def test_batches_of_both_lanes_never_interleave_on_one_job(
+    table: dict, metrics: Metrics
+) -> None:
+    # Given one writer shared by both lanes' agents, and a database that takes its time
+    repository = GatedRepository()
+    writer = ResultWriter(repository, table, metrics)
+    await repository.create_job(JOB, ["1", "2"])
+
+    # When each lane brings one of the job's two results at the same moment
+    await repository.create_job(OTHER, ["1"])
+    first = asyncio.create_task(writer.apply([ok(JOB, 1, 2)]))
+    second = asyncio.create_task(writer.apply([ok(JOB, 2, 2)]))
+    other = asyncio.create_task(writer.apply([ok(OTHER, 1, 1)]))
+    # (tasks start in order: once `other` writes, `second` has run up to where it waits)
+    await asyncio.wait_for(repository.two_started.wait(), timeout=5)
+
+    # Then the second batch waits for the first (a batch of another job does not)
+    assert repository.started == 2
+    repository.release.set()
+    await asyncio.gather(first, second, other)
+
+    # ... so it counts on top of the first one's progress, and the job completes
+    job = await repository.get_job(JOB)
+    assert (job.status, job.succeeded) == ("completed", 2)
+    assert JOB.encode() not in table

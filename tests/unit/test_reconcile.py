@@ -330,3 +330,26 @@ async def test_a_retention_of_zero_keeps_every_job(
 
     assert repository.calls["expired_jobs"] == 0
     assert (await repository.get_job(JOB)).status == "completed"
+
+
+async def test_a_bulk_job_is_published_again_and_given_up_in_the_bulk_lane(
+    repository: MemoryRepository,
+) -> None:
+    # Given topics whose bulk lane takes jobs of more than 2 operations, and a stalled job of 3
+    topics = FakeTopics(bulk_operations=2)
+    reconciler = Reconciler(repository, topics, SETTINGS, Metrics.create())  # type: ignore[arg-type]
+    await repository.create_job(JOB, ["1", "2", "3"])
+
+    # When it is published again until reconciliation gives up on it
+    for _ in range(SETTINGS.max_attempts):
+        repository.backdate(JOB, utcnow() - LONG_AGO)
+        await reconciler.run_once()
+
+    # Then its requests went to the bulk request topic, and its failures to the bulk responses
+    assert topics.requests.sent == [] and topics.responses.sent == []
+    again = [
+        (r.index, r.attempt) for _, v, _ in topics.bulk_requests.sent for r in decode_requests(v)
+    ]
+    assert again == [(i, a) for a in (2, 3) for i in (1, 2, 3)]
+    failed = [r for _, v, _ in topics.bulk_responses.sent for r in decode_results(v)]
+    assert [(r.index, r.status) for r in failed] == [(1, "failed"), (2, "failed"), (3, "failed")]

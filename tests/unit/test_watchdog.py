@@ -198,8 +198,8 @@ async def test_a_worker_whose_consumer_stalls_says_so_and_restarts(
 
     assert worker.restarts == [60]
     assert metrics.registry.get_sample_value("consumer_stalls_total") == 1
-    assert "consumer stalled: 1 partitions of application.operation.request" in caplog.text
-    assert "7@42" in caplog.text
+    assert "consumer stalled: 1 partitions have lag" in caplog.text
+    assert "application.operation.request[7]@42" in caplog.text
 
 
 RESTARTING = """
