@@ -75,6 +75,12 @@ BROKERS = [
 ]
 REQUEST_TOPIC = os.environ.get("JOBSTREAM_REQUEST_TOPIC", "application.operation.request")
 RESPONSE_TOPIC = os.environ.get("JOBSTREAM_RESPONSE_TOPIC", "application.operation.response")
+BULK_REQUEST_TOPIC = os.environ.get(
+    "JOBSTREAM_BULK_REQUEST_TOPIC", "application.operation.request.bulk"
+)
+BULK_RESPONSE_TOPIC = os.environ.get(
+    "JOBSTREAM_BULK_RESPONSE_TOPIC", "application.operation.response.bulk"
+)
 DEAD_LETTER_TOPIC = os.environ.get(
     "JOBSTREAM_DEAD_LETTER_TOPIC", "application.operation.dead-letter"
 )
@@ -881,24 +887,31 @@ async def stall_diagnostics(jobs: Iterable[str], db: AsyncDatabase) -> dict[str,
         )
     ]
     partitions = sorted({response_partition(j) for j in unfinished})
-    first = await group_lag(CLIENT_GROUP, RESPONSE_TOPIC)
+    lanes = (RESPONSE_TOPIC, BULK_RESPONSE_TOPIC)  # a big job's results travel in the bulk lane
+    first = {topic: await group_lag(CLIENT_GROUP, topic) for topic in lanes}
     await asyncio.sleep(10)
-    second = await group_lag(CLIENT_GROUP, RESPONSE_TOPIC)
+    second = {topic: await group_lag(CLIENT_GROUP, topic) for topic in lanes}
     owners = last_assignments(RESPONSE_TOPIC)
     lagging = {
-        p: {"committed": second[p][0], "end": second[p][1], "committed_10s_before": first[p][0]}
-        for p in sorted(second)
-        if second[p][1] - second[p][0] > 0
+        f"{topic}[{p}]": {
+            "committed": ends[p][0],
+            "end": ends[p][1],
+            "committed_10s_before": first[topic][p][0],
+        }
+        for topic, ends in second.items()
+        for p in sorted(ends)
+        if ends[p][1] - ends[p][0] > 0
     }
+    request_lag = 0
+    for topic in (REQUEST_TOPIC, BULK_REQUEST_TOPIC):
+        for committed, end in (await group_lag(SERVER_GROUP, topic)).values():
+            request_lag += max(end - committed, 0)
     return {
         "unfinished_jobs": unfinished[:10],
         "their_response_partitions": partitions,
         "owners": {p: [w for w, parts in owners.items() if p in parts] for p in partitions},
         "response_partitions_with_lag": lagging,
-        "request_lag_total": sum(
-            max(end - committed, 0)
-            for committed, end in (await group_lag(SERVER_GROUP, REQUEST_TOPIC)).values()
-        ),
+        "request_lag_total": request_lag,
     }
 
 
