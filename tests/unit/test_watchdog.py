@@ -170,7 +170,7 @@ class WorkerStandIn:
         return register
 
     def watchdog(
-        self, topic: str, metrics: Metrics | None = None, **options: float
+        self, topic: str | tuple[str, ...], metrics: Metrics | None = None, **options: float
     ) -> Callable[[], Awaitable[None]]:
         """Register the watchdog on this worker (restarts recorded in `restarts`); its timer."""
         register_watchdog(
@@ -200,6 +200,25 @@ async def test_a_worker_whose_consumer_stalls_says_so_and_restarts(
     assert metrics.registry.get_sample_value("consumer_stalls_total") == 1
     assert "consumer stalled: 1 partitions have lag" in caplog.text
     assert "application.operation.request[7]@42" in caplog.text
+
+
+async def test_the_watchdog_watches_every_lane_it_is_given_and_no_other_topic() -> None:
+    # Given a consumer whose stalled partition is of the bulk request topic
+    bulk = "application.operation.request.bulk"
+    watched, unwatched = WorkerStandIn(), WorkerStandIn()
+    for worker in (watched, unwatched):
+        worker.consumer.tp = TP(bulk, 7)
+        worker.consumer._read_offset = {worker.consumer.tp: 41}
+    watch = watched.watchdog(("application.operation.request", bulk), stall_after=60)
+    ignore = unwatched.watchdog("application.operation.request", stall_after=60)
+
+    for second in range(0, 61, 15):
+        watched.now = unwatched.now = second
+        await watch()
+        await ignore()
+
+    # Then a watchdog given both lanes restarts its worker; one given only the first does not
+    assert (watched.restarts, unwatched.restarts) == ([60], [])
 
 
 RESTARTING = """
