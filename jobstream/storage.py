@@ -355,34 +355,9 @@ LEVELS: tuple[tuple[str, int], ...] = (
 SPANS = dict(LEVELS)
 
 
-#: Slots per group: a job document carries its group (`group`) beside its slot, so that the jobs
-#: of a whole group, the slot index's six-second level, can be read in one command.
-GROUP_SLOTS = SPANS["g"]
-#: A group is read whole, instead of slot by slot, when it has at least this many slots with jobs
-#: and its jobs (estimated from the jobs per slot seen) are at most twice what the page still
-#: needs, or this few, and never more than GROUP_READ_MOST.
-GROUP_READ_SLOTS = 3
-GROUP_READ_FEW = 30
-GROUP_READ_MOST = 200
-
-
 def slot_of(created_at: datetime) -> int:
     """The listing slot of a job created at this time (SLOT_MS-long intervals since the epoch)."""
     return int(created_at.timestamp() * 1000) // SLOT_MS
-
-
-def group_of(slot: int) -> int:
-    """The group of a slot (GROUP_SLOTS slots: the `g` entry of the slot index above it)."""
-    return slot // GROUP_SLOTS
-
-
-@dataclass(frozen=True)
-class Group:
-    """A group of the slot index whose jobs all carry `group`: its slots with jobs, in the walk's
-    order (see `SlotIndex.units`)."""
-
-    number: int
-    slots: list[int]
 
 
 def slot_path(slot: int) -> list[tuple[str, str]]:
@@ -416,11 +391,6 @@ class SlotIndex:
     benchmark: jobs never listed). The walk orders entries by the slots they cover, whatever their
     level, so an index written with the earlier three levels (`h` under `root`, `s` under `m`)
     still lists its jobs in order. Unused on MongoDB.
-
-    A job document also carries its `group` (its slot's `g` entry), and the `g` entries inserted
-    since jobs do say so (`grouped`): the walk can then hand the listing a whole group, whose jobs
-    one command reads (`units`), where slot by slot would take one command per slot. A group
-    entry written before jobs carried their group (an older database) is walked slot by slot.
     """
 
     #: Entries remembered as inserted; forgotten all at once past this many.
@@ -443,8 +413,6 @@ class SlotIndex:
         #: Entries being inserted now, and whether that insert succeeded: a concurrent POST in
         #: the same new slot waits for it instead of inserting the same entries again.
         self._inserting: dict[str, asyncio.Future[bool]] = {}
-        #: `g` entries read so far that say their jobs carry `group` (entries never change)
-        self._grouped: set[str] = set()
 
     async def register(self, slots: Iterable[int]) -> None:
         """Record that jobs exist in these slots (idempotent); parents before children."""
@@ -471,10 +439,7 @@ class SlotIndex:
         for key in entries:
             self._inserting[key] = done
         try:
-            docs = [
-                {"_id": k, "parent": p} | ({"grouped": True} if k.startswith("g:") else {})
-                for k, p in entries.items()
-            ]
+            docs = [{"_id": k, "parent": p} for k, p in entries.items()]
             for start in range(0, len(docs), 1000):
                 await _insert_new(self._collection, docs[start : start + 1000])
             done.set_result(True)
@@ -492,14 +457,8 @@ class SlotIndex:
             if self._clock() - at <= self.CLOSED_SECONDS:
                 return children
         # in one reply (FerretDB's first batch is otherwise 101 documents, then a getMore)
-        cursor = self._collection.find(
-            {"parent": parent}, {"_id": 1, "grouped": 1}, batch_size=CHILDREN_BATCH
-        )
-        docs = await cursor.to_list()
-        children = [doc["_id"] for doc in docs]
-        if len(self._grouped) >= self.MEMO:
-            self._grouped.clear()
-        self._grouped.update(doc["_id"] for doc in docs if doc.get("grouped"))
+        cursor = self._collection.find({"parent": parent}, {"_id": 1}, batch_size=CHILDREN_BATCH)
+        children = [doc["_id"] async for doc in cursor]
         if closed:
             if len(self._closed) >= self.MEMO:
                 self._closed.clear()
@@ -509,27 +468,12 @@ class SlotIndex:
     async def slots(
         self, *, before: int | None = None, after: int | None = None, near: Iterable[int] = ()
     ) -> AsyncIterator[int]:
-        """Registered slots: newest first up to `before`, or oldest first from `after`; see
-        `units`."""
-        async for unit in self.units(before=before, after=after, near=near):
-            if isinstance(unit, Group):
-                for slot in unit.slots:
-                    yield slot
-            else:
-                yield unit
-
-    async def units(
-        self, *, before: int | None = None, after: int | None = None, near: Iterable[int] = ()
-    ) -> AsyncIterator[int | Group]:
-        """Registered slots, and whole groups whose jobs carry `group`, in the order of their
-        slots: newest first up to `before`, or oldest first from `after`.
+        """Registered slots: newest first up to `before`, or oldest first from `after`.
 
         The children of `root` and of the entries on the paths to the `near` slots are read at
         once, in one round trip: a listing from the current time finds the newest slots in that
         round trip when they are recent. Any other entry's children are read when the walk
-        reaches it, which is when it covers the newest (oldest) slots left. A group comes whole
-        when the walk reaches its entry and no entry left covers any of its slots: every entry
-        left then covers only older (newer) slots, none reaching past its newest (oldest) one.
+        reaches it, which is when it covers the newest (oldest) slots left.
         """
         newest_first = before is not None
         low = -1 if after is None else after
@@ -551,33 +495,9 @@ class SlotIndex:
             _, key = heapq.heappop(heap)
             if key.startswith("s:"):
                 yield int(key[2:])
-                continue
-            children = read.pop(key, None)
-            if children is None:
-                children = await self._children(key)
-            if key in self._grouped and self._alone(key, children, heap):
-                slots = sorted(
-                    (n for n in (int(c[2:]) for c in children) if low <= n <= high),
-                    reverse=newest_first,
-                )
-                if slots:
-                    yield Group(int(key[2:]), slots)
             else:
-                push(children)
-
-    @staticmethod
-    def _alone(key: str, children: list[str], heap: list[tuple[int, str]]) -> bool:
-        """Whether a group entry's slots are all its children, and no other entry left in the
-        walk covers any of them (an index of the earlier layout puts slots straight under
-        minutes, beside the groups of the same minute)."""
-        if not all(child.startswith("s:") for child in children):
-            return False
-        first, last = _span(key)
-        for _, other in heap:
-            other_first, other_last = _span(other)
-            if other_first <= last and other_last >= first:
-                return False
-        return True
+                children = read.pop(key, None)
+                push(await self._children(key) if children is None else children)
 
     async def forget(self, slot: int) -> None:
         """Drop a slot whose jobs are all gone (retention), and each parent left childless."""
@@ -650,8 +570,6 @@ class MongoRepository:
         #: status -> (when counted, count): the listing's totals by status
         self._counts: dict[str, tuple[float, int]] = {}
         self._forms = None if dialect is None else Forms(dialect)
-        #: jobs per slot the last FerretDB listing read (None before the first)
-        self._per_slot: float | None = None
 
     @classmethod
     def connect(
@@ -735,7 +653,6 @@ class MongoRepository:
             "failed": 0,
             "created_at": created,
             "slot": slot,
-            "group": group_of(slot),
             "updated_at": now,
             "finished_at": None,
             "reconciliations": 0,
@@ -802,10 +719,8 @@ class MongoRepository:
         wanted need at the number of them per slot seen so far, up to SLOTS_AT_ONCE. A slot is
         read by equality on `slot` alone, with or without a status (the status is kept here), so
         a filtered page reads the same slots as an unfiltered one, plus those holding the jobs it
-        leaves out. FerretDB spends about a millisecond per job document it returns, and about as
-        much per command, so a page reads few more jobs than it shows, and where jobs are sparse
-        (a few per group of GROUP_SLOTS slots) it reads a whole group by equality on `group` in
-        one command instead of one per slot (`_whole`)."""
+        leaves out. FerretDB spends about a millisecond per job document it returns, so a page
+        reads few more jobs than it shows."""
         start = job_created_at(after) if after is not None else None
         # from the cursor's slot, or from a minute ahead (a worker's clock may be ahead)
         now = slot_of(utcnow())
@@ -815,63 +730,30 @@ class MongoRepository:
         near = [before] if start is not None else [now]
         wanted = VISIBLE["$in"] if status is None else [status]
         jobs: list[Job] = []
-        #: slots (ints) and whole groups to read next, in order
-        pending: list[int | Group] = []
-        batch, slots_read, found = FIRST_SLOTS, 0, 0
+        pending: list[int] = []
+        batch, slots_read = FIRST_SLOTS, 0
 
-        def query(unit: int | Group) -> dict[str, int]:
-            return {"group": unit.number} if isinstance(unit, Group) else {"slot": unit}
-
-        async def read(units: list[int | Group]) -> None:
-            nonlocal slots_read, found
-            docs_of = await _each(units, lambda u: self._jobs.find(query(u), JOB_FIELDS).to_list())
-            for unit, docs in zip(units, docs_of, strict=True):
-                slots_read += len(unit.slots) if isinstance(unit, Group) else 1
-                found += len(docs)
+        async def read(slots: list[int]) -> None:
+            found = await _each(slots, lambda s: self._jobs.find({"slot": s}, JOB_FIELDS).to_list())
+            for docs in found:
                 for doc in sorted(docs, key=lambda d: d["_id"], reverse=True):
                     if doc["status"] in wanted and (after is None or doc["_id"] < after):
                         jobs.append(_job(doc))
 
-        def slots_pending() -> int:
-            return sum(1 for unit in pending if not isinstance(unit, Group))
-
-        async for unit in self._slots.units(before=before, near=near):
-            if isinstance(unit, Group):
-                per_slot = found / slots_read if slots_read else self._per_slot
-                if self._whole(unit, per_slot, count - len(jobs)):
-                    pending.append(unit)
-                else:
-                    pending.extend(unit.slots)
-            else:
-                pending.append(unit)
-            while pending and (slots_pending() >= batch or isinstance(pending[-1], Group)):
-                units = pending if isinstance(pending[-1], Group) else pending[:batch]
-                pending = pending[len(units) :]
-                await read(units)
+        async for slot in self._slots.slots(before=before, near=near):
+            pending.append(slot)
+            if len(pending) == batch:
+                await read(pending)
+                slots_read += len(pending)
+                pending = []
                 if len(jobs) >= count:
                     break
-                per_slot = found / slots_read
-                still = count - len(jobs)
-                wanted_slots = math.ceil(still / per_slot) if per_slot else batch * 2
+                per_slot = len(jobs) / slots_read
+                wanted_slots = math.ceil((count - len(jobs)) / per_slot) if per_slot else batch * 2
                 batch = max(1, min(wanted_slots, SLOTS_AT_ONCE))
-            if len(jobs) >= count:
-                break
         if pending and len(jobs) < count:
             await read(pending)
-        if slots_read:
-            self._per_slot = found / slots_read
         return jobs[:count]
-
-    @staticmethod
-    def _whole(group: Group, per_slot: float | None, still: int) -> bool:
-        """Whether to read a group's jobs in one command rather than slot by slot: it has at
-        least GROUP_READ_SLOTS slots with jobs, and at the jobs per slot seen (by this listing,
-        or the last one) it holds at most twice the jobs still wanted, or GROUP_READ_FEW, and
-        never more than GROUP_READ_MOST."""
-        if per_slot is None or len(group.slots) < GROUP_READ_SLOTS:
-            return False
-        expected = len(group.slots) * per_slot
-        return expected <= min(max(2 * still, GROUP_READ_FEW), GROUP_READ_MOST)
 
     async def _list_in_progress(self, count: int, after: str | None) -> list[Job]:
         """The newest `count` jobs in progress (before `after`) on FerretDB.
@@ -1293,7 +1175,6 @@ def completed_job_document(
         "failed": 0,
         "created_at": created_at,
         "slot": slot_of(created_at),
-        "group": group_of(slot_of(created_at)),
         "updated_at": finished_at,
         "finished_at": finished_at,
         "reconciliations": 0,

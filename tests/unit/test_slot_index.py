@@ -10,14 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobstream.storage import (
-    GROUP_SLOTS,
-    SLOTS_PER_MINUTE,
-    Group,
-    SlotIndex,
-    slot_of,
-    slot_path,
-)
+from jobstream.storage import SLOTS_PER_MINUTE, SlotIndex, slot_of, slot_path
 
 
 class Cursor:
@@ -31,9 +24,6 @@ class Cursor:
 
         return each()
 
-    async def to_list(self) -> list[dict[str, Any]]:
-        return list(self.docs)
-
 
 class Collection:
     """The listing collection's commands, slow enough for concurrent callers to overlap; its
@@ -42,21 +32,13 @@ class Collection:
     def __init__(self, fail_first: bool = False) -> None:
         self.calls: list[list[str]] = []
         self.stored: dict[str, str] = {}
-        #: entries inserted as groups whose jobs carry `group`
-        self.grouped: set[str] = set()
         self.fail_first = fail_first
         #: parents whose children were read, in order
         self.reads: list[str] = []
 
     def find(self, query: dict[str, str], projection: Any = None, **_: Any) -> Cursor:
         self.reads.append(query["parent"])
-        return Cursor(
-            [
-                {"_id": k} | ({"grouped": True} if k in self.grouped else {})
-                for k, p in self.stored.items()
-                if p == query["parent"]
-            ]
-        )
+        return Cursor([{"_id": k} for k, p in self.stored.items() if p == query["parent"]])
 
     async def find_one(self, query: dict[str, str], projection: Any = None) -> Any:
         for key, parent in self.stored.items():
@@ -76,8 +58,6 @@ class Collection:
             raise ConnectionError("the database went away")
         for doc in docs:
             self.stored[doc["_id"]] = doc["parent"]
-            if doc.get("grouped"):
-                self.grouped.add(doc["_id"])
         return type("Outcome", (), {"inserted_ids": [d["_id"] for d in docs]})()
 
 
@@ -214,46 +194,3 @@ async def test_closed_entries_are_read_once_a_minute_open_ones_every_time() -> N
     assert await walk(index, before=now) == [now, SLOT]
     clock[0] += SlotIndex.CLOSED_SECONDS + 1
     assert await walk(index, before=now) == [now, SLOT + 1, SLOT]
-
-
-async def test_groups_whose_jobs_carry_their_group_come_whole_in_the_walks_order() -> None:
-    # Given slots in three groups: two registered now (their entries say their jobs carry their
-    # group), one written before jobs did (its entry says nothing)
-    collection = Collection()
-    index = SlotIndex(collection)  # type: ignore[arg-type]
-    first = (SLOT // GROUP_SLOTS + 1) * GROUP_SLOTS  # the first slot of a group
-    new_group = [first + 1, first + 5, first + 9]
-    newer_group = [first + GROUP_SLOTS + 2, first + GROUP_SLOTS + 3]
-    await index.register(new_group + newer_group)
-    old = first - GROUP_SLOTS  # a group before them, as an older version left it
-    for key, parent in slot_path(old + 4) + slot_path(old + 8):
-        collection.stored.setdefault(key, parent)
-
-    # When the walk goes newest first, then oldest first
-    newest = [u async for u in SlotIndex(collection).units(before=first + 10 * GROUP_SLOTS)]  # type: ignore[arg-type]
-    oldest = [u async for u in SlotIndex(collection).units(after=0)]  # type: ignore[arg-type]
-
-    # Then the marked groups come whole, their slots in the walk's order, the other slot by slot
-    g = first // GROUP_SLOTS
-    assert newest == [
-        Group(g + 1, newer_group[::-1]),
-        Group(g, new_group[::-1]),
-        old + 8,
-        old + 4,
-    ]
-    assert oldest == [old + 4, old + 8, Group(g, new_group), Group(g + 1, newer_group)]
-    # ... and `slots` gives every slot one by one, as before
-    assert await walk(SlotIndex(collection), after=0) == [  # type: ignore[arg-type]
-        old + 4,
-        old + 8,
-        *new_group,
-        *newer_group,
-    ]
-
-
-async def test_a_group_is_cut_to_the_walks_bounds() -> None:
-    collection = Collection()
-    first = (SLOT // GROUP_SLOTS + 1) * GROUP_SLOTS
-    await SlotIndex(collection).register([first + 1, first + 5, first + 9])  # type: ignore[arg-type]
-    units = [u async for u in SlotIndex(collection).units(before=first + 5)]  # type: ignore[arg-type]
-    assert units == [Group(first // GROUP_SLOTS, [first + 5, first + 1])]

@@ -5,7 +5,7 @@
 -- but the btree indexes it creates cannot serve `@>`, so every lookup is a sequential scan and its
 -- cost grows with the collection. A GIN (jsonb_path_ops) index on the same expression serves it.
 -- An event trigger adds one for the fields jobstream filters on (_id, job_id, status, slot,
--- group, parent) to every table FerretDB creates; the block at the end covers tables that already exist. Idempotent.
+-- parent) to every table FerretDB creates; the block at the end covers tables that already exist. Idempotent.
 -- Real MongoDB (the compose stack) needs none of this: jobstream.bootstrap creates its indexes.
 
 CREATE OR REPLACE FUNCTION jobstream_index_ferretdb_table(schema_name text, table_name text)
@@ -16,7 +16,7 @@ BEGIN
   IF table_name LIKE '\_ferretdb\_%' THEN
     RETURN;
   END IF;
-  FOREACH field IN ARRAY ARRAY['_id', 'job_id', 'status', 'slot', 'group', 'parent'] LOOP
+  FOREACH field IN ARRAY ARRAY['_id', 'job_id', 'status', 'slot', 'parent'] LOOP
     EXECUTE format(
       'CREATE INDEX IF NOT EXISTS %I ON %I.%I USING gin ((_jsonb -> %L) jsonb_path_ops)',
       left(table_name, 48) || '_' || trim(LEADING '_' FROM field) || '_gin',
