@@ -8,13 +8,13 @@ id, so all results of a job land on one partition (the one its progress-table en
 Requests and responses travel in two lanes: jobs of up to `Settings.bulk_operations` operations on
 the request and response topics, bigger ones on the bulk topics. Each lane has agents of their own
 (`compute` / `compute-bulk`, `persist` / `persist-bulk`), with buffers of their own: a
-100,000-operation job is a thousand request messages, which Faust's consumer fetches into the
-compute agent's buffer at once, and a single-operation job sent after it waited behind all of them
-(single-operation jobs at 4/s beside one: p99 6.3-8.1 s with one lane, 0.8-1.9 s with two, 0.1 s
-alone; README, *Two lanes*). The lanes share the workers' CPU, not their queues. Both lanes'
-topics have the same number of partitions and the same keys, so a job's results land on the same
-partition number either way, and the progress table's changelog partition stays the one of its
-responses.
+100,000-operation job is a thousand request messages, and a single-operation job sent after it
+waited behind them on its way to a compute actor (its traced request hop took 1.5 s), then on
+the client persisting the big job's results (single-operation jobs at 4/s beside one: p99
+6.3-8.1 s with one lane, 0.8-1.9 s with two, 0.1 s alone; README, *Two lanes*). The lanes share
+the workers' CPU, not their queues. Both lanes' topics have the same number of partitions and
+the same keys, so a job's results land on the same partition number either way, and the
+progress table's changelog partition stays the one of its responses.
 """
 
 from __future__ import annotations
