@@ -260,6 +260,18 @@ class Settings:
                 f"({settings.min_insync_replicas} > {settings.replication_factor}): "
                 "every acks=all write would fail"
             )
+        topics = {
+            "JOBSTREAM_REQUEST_TOPIC": settings.request_topic,
+            "JOBSTREAM_RESPONSE_TOPIC": settings.response_topic,
+            "JOBSTREAM_BULK_REQUEST_TOPIC": settings.bulk_request_topic,
+            "JOBSTREAM_BULK_RESPONSE_TOPIC": settings.bulk_response_topic,
+            "JOBSTREAM_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+            "JOBSTREAM_JOB_EVENTS_TOPIC": settings.job_events_topic,
+        }
+        for variable, name in topics.items():
+            same = [other for other, value in topics.items() if value == name and other != variable]
+            if same:  # two agents would read one topic: every message handled twice
+                raise ValueError(f"{variable} names the same topic as {same[0]} ({name!r})")
         if not settings.bootstrap_servers:
             raise ValueError("JOBSTREAM_KAFKA_BROKERS must list at least one host:port")
         return settings

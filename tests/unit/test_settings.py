@@ -135,6 +135,15 @@ def test_integer_variable_accepts_both_ends_of_its_range(
     assert getattr(Settings.from_env({**extra, variable: str(high)}), attribute) == high
 
 
+def test_a_bulk_topic_named_like_another_topic_is_refused_naming_both() -> None:
+    env = {"JOBSTREAM_BULK_REQUEST_TOPIC": "application.operation.request"}
+    with pytest.raises(
+        ValueError,
+        match="JOBSTREAM_REQUEST_TOPIC names the same topic as JOBSTREAM_BULK_REQUEST_TOPIC",
+    ):
+        Settings.from_env(env)
+
+
 def test_min_insync_replicas_above_the_replication_factor_is_refused() -> None:
     # Given more in-sync replicas required than there are replicas
     env = {"JOBSTREAM_REPLICATION_FACTOR": "2", "JOBSTREAM_MIN_INSYNC_REPLICAS": "3"}
