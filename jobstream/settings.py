@@ -179,6 +179,17 @@ class Settings:
         """The OpenTelemetry service name of the role."""
         return f"{self.role}-application"
 
+    def topic_variables(self) -> dict[str, str]:
+        """The topic names jobstream reads or writes by hand, by the variable that sets each."""
+        return {
+            "JOBSTREAM_REQUEST_TOPIC": self.request_topic,
+            "JOBSTREAM_RESPONSE_TOPIC": self.response_topic,
+            "JOBSTREAM_BULK_REQUEST_TOPIC": self.bulk_request_topic,
+            "JOBSTREAM_BULK_RESPONSE_TOPIC": self.bulk_response_topic,
+            "JOBSTREAM_DEAD_LETTER_TOPIC": self.dead_letter_topic,
+            "JOBSTREAM_JOB_EVENTS_TOPIC": self.job_events_topic,
+        }
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `JOBSTREAM_*` variables; unknown or bad values fail loudly."""
@@ -260,14 +271,7 @@ class Settings:
                 f"({settings.min_insync_replicas} > {settings.replication_factor}): "
                 "every acks=all write would fail"
             )
-        topics = {
-            "JOBSTREAM_REQUEST_TOPIC": settings.request_topic,
-            "JOBSTREAM_RESPONSE_TOPIC": settings.response_topic,
-            "JOBSTREAM_BULK_REQUEST_TOPIC": settings.bulk_request_topic,
-            "JOBSTREAM_BULK_RESPONSE_TOPIC": settings.bulk_response_topic,
-            "JOBSTREAM_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-            "JOBSTREAM_JOB_EVENTS_TOPIC": settings.job_events_topic,
-        }
+        topics = settings.topic_variables()
         for variable, name in topics.items():
             same = [other for other, value in topics.items() if value == name and other != variable]
             if same:  # two agents would read one topic: every message handled twice

@@ -216,12 +216,7 @@ async def test_bootstrap_module_run_twice_creates_topics_once_and_reports_zero_t
     env = {
         **os.environ,
         "JOBSTREAM_KAFKA_BROKERS": settings.kafka_brokers,
-        "JOBSTREAM_REQUEST_TOPIC": settings.request_topic,
-        "JOBSTREAM_RESPONSE_TOPIC": settings.response_topic,
-        "JOBSTREAM_BULK_REQUEST_TOPIC": settings.bulk_request_topic,
-        "JOBSTREAM_BULK_RESPONSE_TOPIC": settings.bulk_response_topic,
-        "JOBSTREAM_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "JOBSTREAM_JOB_EVENTS_TOPIC": settings.job_events_topic,
+        **settings.topic_variables(),
         "JOBSTREAM_CLIENT_GROUP": settings.client_group,
         "JOBSTREAM_PARTITIONS": str(settings.partitions),
         "JOBSTREAM_MONGO_URL": mongo_url,
