@@ -158,21 +158,16 @@ def create_app(
     if settings.api_tokens:  # outermost: no API route answers, not even 404, without a token
         middlewares.append(bearer_auth(settings.api_tokens, metrics))
     middlewares.append(json_errors)
-    brokers = broker_check(
-        app,
-        (
-            settings.request_topic,
-            settings.response_topic,
-            settings.bulk_request_topic,
-            settings.bulk_response_topic,
-        ),
-    )
+    # both lanes' topics (jobstream.topics): what each role reads, and what the brokers must hold
+    request_topics = (settings.request_topic, settings.bulk_request_topic)
+    response_topics = (settings.response_topic, settings.bulk_response_topic)
+    brokers = broker_check(app, request_topics + response_topics)
 
     if settings.role == "server":
         checks = {"brokers": brokers, "assignment": assignment_check(app, settings.request_topic)}
         register_health(app, settings, metrics, checks)
         register_compute(app, topics, settings, metrics)
-        register_watchdog(app, (settings.request_topic, settings.bulk_request_topic), metrics)
+        register_watchdog(app, request_topics, metrics)
         return app
 
     if repository is None:
@@ -194,7 +189,7 @@ def create_app(
     # (deletion) hand their changes to the one publisher, which never waits.
     publish = feed.publisher.publish_nowait
     register_persist(app, topics, settings, repository, table, metrics, publish)
-    register_watchdog(app, (settings.response_topic, settings.bulk_response_topic), metrics)
+    register_watchdog(app, response_topics, metrics)
     register_reconcile(app, topics, settings, repository, metrics, publish)
     register_job_views(app, settings, repository, topics, metrics, publish)
     register_openapi(app, settings, metrics)
