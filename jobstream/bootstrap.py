@@ -44,7 +44,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # Live views only (every client follows it from its end): an hour of history is plenty.
         TopicSpec(
             settings.job_events_topic,
-            settings.partitions,
+            settings.job_events_partitions,
             {**common, "retention.ms": str(3_600_000), "segment.ms": str(600_000)},
         ),
         TopicSpec(

@@ -110,6 +110,10 @@ class Settings:
     #: Partitions of the request and response topics of both lanes (and of the progress table's
     #: changelog, which must match the response topics).
     partitions: int = 60
+    #: Partitions of the job events topic. Every client worker reads every partition of it, and
+    #: each of its fetches names every partition a broker leads, so few partitions keep those
+    #: fetches small; one per broker spreads its leadership. Keyed by job id, order holds per job.
+    job_events_partitions: int = 3
     #: Replication factor of every topic jobstream creates.
     replication_factor: int = 3
     #: min.insync.replicas of every topic jobstream creates (acks=all then waits for this many).
@@ -219,6 +223,9 @@ class Settings:
             server_group=env.get("JOBSTREAM_SERVER_GROUP", defaults.server_group),
             client_group=env.get("JOBSTREAM_CLIENT_GROUP", defaults.client_group),
             partitions=_int(env, "JOBSTREAM_PARTITIONS", defaults.partitions, 1, 10_000),
+            job_events_partitions=_int(
+                env, "JOBSTREAM_JOB_EVENTS_PARTITIONS", defaults.job_events_partitions, 1, 10_000
+            ),
             replication_factor=_int(
                 env, "JOBSTREAM_REPLICATION_FACTOR", defaults.replication_factor, 1, 10
             ),

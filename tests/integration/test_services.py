@@ -78,6 +78,7 @@ def unique_settings(brokers: list[str]) -> Settings:
         job_events_topic=f"{tag}.job-events",
         client_group=f"{tag}-group",
         partitions=3,
+        job_events_partitions=2,
     )
 
 
@@ -178,7 +179,8 @@ async def test_bootstrap_create_topics_creates_missing_topics_once_and_nothing_t
 ) -> None:
     # Given settings naming topics that do not exist yet
     settings = unique_settings(kafka_brokers)
-    expected = sorted(spec.name for spec in topic_specs(settings))
+    specs = topic_specs(settings)
+    expected = sorted(spec.name for spec in specs)
     try:
         # When create_topics runs twice
         first = await create_topics(settings, timeout=30)
@@ -186,12 +188,16 @@ async def test_bootstrap_create_topics_creates_missing_topics_once_and_nothing_t
         # Then the first run creates every topic and the second creates nothing
         assert sorted(first) == expected
         assert second == []
-        # And the topics have the partitions, replicas and min ISR asked for
-        for name in expected:  # metadata reaches every broker shortly after creation
+        # And the topics have the partitions, replicas and min ISR asked for: the job events
+        # topic its own count, every other one the operation topics' count
+        assert {s.name: s.partitions for s in specs if s.partitions != settings.partitions} == {
+            settings.job_events_topic: settings.job_events_partitions
+        }
+        for spec in specs:  # metadata reaches every broker shortly after creation
             await eventually(
-                lambda name=name: topic_ready(kafka_admin, name, settings.partitions),
+                lambda spec=spec: topic_ready(kafka_admin, spec.name, spec.partitions),
                 timeout=20,
-                description=f"topic {name} with {settings.partitions} partitions",
+                description=f"topic {spec.name} with {spec.partitions} partitions",
             )
         for described in await kafka_admin.describe_topics(expected):
             assert all(len(p["replicas"]) == 3 for p in described["partitions"]), described
@@ -219,6 +225,7 @@ async def test_bootstrap_module_run_twice_creates_topics_once_and_reports_zero_t
         **settings.topic_variables(),
         "JOBSTREAM_CLIENT_GROUP": settings.client_group,
         "JOBSTREAM_PARTITIONS": str(settings.partitions),
+        "JOBSTREAM_JOB_EVENTS_PARTITIONS": str(settings.job_events_partitions),
         "JOBSTREAM_MONGO_URL": mongo_url,
         "JOBSTREAM_MONGO_DATABASE": database,
     }

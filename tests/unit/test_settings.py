@@ -29,6 +29,7 @@ def test_defaults_describe_the_local_three_broker_stack() -> None:
     assert settings.server_group == "operation-request-group"
     assert settings.client_group == "operation-response-group"
     assert settings.partitions == 60
+    assert settings.job_events_partitions == 3
     assert settings.replication_factor == 3
     assert settings.min_insync_replicas == 2
     assert settings.compute_concurrency == 10
@@ -81,6 +82,7 @@ STRINGS = [
 ]
 INTEGERS = [
     ("JOBSTREAM_PARTITIONS", "partitions", 1, 10_000),
+    ("JOBSTREAM_JOB_EVENTS_PARTITIONS", "job_events_partitions", 1, 10_000),
     ("JOBSTREAM_REPLICATION_FACTOR", "replication_factor", 1, 10),
     ("JOBSTREAM_MIN_INSYNC_REPLICAS", "min_insync_replicas", 1, 10),
     ("JOBSTREAM_COMPUTE_CONCURRENCY", "compute_concurrency", 10, 20),
