@@ -57,10 +57,6 @@ class Plan:
     warmup_seconds: float
     raw_seconds: float
     raw_relays: int
-    #: A raw pipeline run before the measured one, not counted: brokers started minutes before
-    #: still compile their hot paths (the raw limit measured 2,430 msg/s a minute after the
-    #: brokers restarted, 6,281 with warm brokers, run 17's day).
-    raw_warmup_seconds: float
     ops_per_job: int
     throughput_probe_ops: float  # offered ops/s of the saturation probe (far above capacity)
     throughput_fractions: list[float]
@@ -96,7 +92,6 @@ FULL = Plan(
     warmup_seconds=4,
     raw_seconds=20,
     raw_relays=3,
-    raw_warmup_seconds=10,
     ops_per_job=10,
     throughput_probe_ops=5000,
     # up to 150 %: the short saturation probe tends to underestimate (run 9: every level up to
@@ -119,7 +114,6 @@ QUICK = Plan(
     warmup_seconds=2,
     raw_seconds=8,
     raw_relays=3,
-    raw_warmup_seconds=3,
     ops_per_job=10,
     throughput_probe_ops=5000,
     throughput_fractions=[0.5, 1.0],
@@ -230,23 +224,12 @@ async def run(plan: Plan, out_dir: Path, args: argparse.Namespace) -> dict[str, 
                 await asyncio.sleep(plan.idle_seconds)
 
             if "raw" in args.sections:
-                warm_up = None
-                if plan.raw_warmup_seconds:
-                    log.info("raw limit: warm-up run of %d s, not counted", plan.raw_warmup_seconds)
-                    try:
-                        warmed = await raw_limit.measure(
-                            seconds=plan.raw_warmup_seconds, relays=plan.raw_relays
-                        )
-                        warm_up = warmed.get("msgs_per_s")
-                    except (RuntimeError, TimeoutError, OSError):
-                        log.exception("raw limit warm-up failed (the measured run follows)")
                 log.info("raw limit: %d s of produce, %d relays", plan.raw_seconds, plan.raw_relays)
                 async with phases.phase("raw two-hop limit"):
                     try:
                         results["raw_limit"] = await raw_limit.measure(
                             seconds=plan.raw_seconds, relays=plan.raw_relays
                         )
-                        results["raw_limit"]["warm_up_msgs_per_s"] = warm_up
                     except (RuntimeError, TimeoutError, OSError) as exc:
                         log.exception("raw limit failed")
                         results["raw_limit"] = {"error": f"{type(exc).__name__}: {exc}"}

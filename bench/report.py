@@ -1169,12 +1169,6 @@ def _raw(results: dict[str, Any]) -> str:
     sizes = raw.get("message_bytes") or {}
     rows = [
         ("end to end (produce → relay → sink)", f"{fmt(raw.get('msgs_per_s'), 0)} msg/s"),
-        (
-            "a warm-up run before it, not counted",
-            f"{fmt(raw.get('warm_up_msgs_per_s'), 0)} msg/s"
-            if raw.get("warm_up_msgs_per_s") is not None
-            else DASH,
-        ),
         ("steady (20 → 80 % delivered)", f"{fmt(raw.get('steady_msgs_per_s'), 0)} msg/s"),
         ("first hop, produce alone", f"{fmt(raw.get('produce_msgs_per_s'), 0)} msg/s"),
         ("messages", fmt(raw.get("messages"))),

@@ -669,22 +669,6 @@ def test_throughput_ratio_is_jobstream_over_raw() -> None:
     assert report.throughput_ratio(results) is None
 
 
-def test_raw_limit_section_shows_the_warm_up_run_it_did_not_count() -> None:
-    # Given a raw limit measured after a warm-up run of the pipeline
-    results = copy.deepcopy(RESULTS)
-    results["raw_limit"]["warm_up_msgs_per_s"] = 2430.0
-    section = report.render_markdown(results).split("## The limit: raw two-hop pipeline")[1]
-    # Then the section shows both, the measured one as the limit
-    assert "| end to end (produce → relay → sink) | 5,000 msg/s |" in section
-    assert "| a warm-up run before it, not counted | 2,430 msg/s |" in section
-    assert report.throughput_ratio(results) == pytest.approx(1600 / 5000)
-
-    # And a run without the warm-up says so
-    del results["raw_limit"]["warm_up_msgs_per_s"]
-    section = report.render_markdown(results).split("## The limit: raw two-hop pipeline")[1]
-    assert f"| a warm-up run before it, not counted | {report.DASH} |" in section
-
-
 def test_small_jobs_are_measured_against_each_limit_and_the_lower_one() -> None:
     # Given a raw limit of 5,000 msg/s and a storage limit of 3,000 ops/s
     lim = report.limits(RESULTS)
