@@ -43,6 +43,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from jobstream.settings import Settings
 from jobstream.storage import BUCKET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,25 +67,15 @@ RESTORABLE = ("kafka-1", "kafka-2", "kafka-3", "postgres", "ferretdb")
 
 #: Tight reconciliation, as in the e2e suite: a lost operation is re-published after a few seconds.
 CHAOS_ENV = {"JOBSTREAM_RECONCILE_AFTER": "6", "JOBSTREAM_RECONCILE_INTERVAL": "2"}
-BROKERS = [
-    b.strip()
-    for b in os.environ.get(
-        "JOBSTREAM_KAFKA_BROKERS", "127.0.0.1:11092,127.0.0.1:12092,127.0.0.1:13092"
-    ).split(",")
-    if b.strip()
-]
-REQUEST_TOPIC = os.environ.get("JOBSTREAM_REQUEST_TOPIC", "application.operation.request")
-RESPONSE_TOPIC = os.environ.get("JOBSTREAM_RESPONSE_TOPIC", "application.operation.response")
-BULK_REQUEST_TOPIC = os.environ.get(
-    "JOBSTREAM_BULK_REQUEST_TOPIC", "application.operation.request.bulk"
-)
-BULK_RESPONSE_TOPIC = os.environ.get(
-    "JOBSTREAM_BULK_RESPONSE_TOPIC", "application.operation.response.bulk"
-)
-DEAD_LETTER_TOPIC = os.environ.get(
-    "JOBSTREAM_DEAD_LETTER_TOPIC", "application.operation.dead-letter"
-)
-DATABASE = os.environ.get("JOBSTREAM_MONGO_DATABASE", "jobstream")
+#: What the workers read from this same environment (their brokers, topics, database, groups).
+SETTINGS = Settings.from_env()
+BROKERS = SETTINGS.bootstrap_servers
+REQUEST_TOPIC = SETTINGS.request_topic
+RESPONSE_TOPIC = SETTINGS.response_topic
+BULK_REQUEST_TOPIC = SETTINGS.bulk_request_topic
+BULK_RESPONSE_TOPIC = SETTINGS.bulk_response_topic
+DEAD_LETTER_TOPIC = SETTINGS.dead_letter_topic
+DATABASE = SETTINGS.mongo_database
 
 #: Every record of this session, in the order the scenarios ran (written out by the conftest).
 RECORDS: list[dict[str, Any]] = []
@@ -825,8 +816,8 @@ def _counters(doc: dict[str, Any]) -> str:
 
 # --- diagnostics when a scenario does not settle --------------------------------------------------
 
-CLIENT_GROUP = os.environ.get("JOBSTREAM_CLIENT_GROUP", "operation-response-group")
-SERVER_GROUP = os.environ.get("JOBSTREAM_SERVER_GROUP", "operation-request-group")
+CLIENT_GROUP = SETTINGS.client_group
+SERVER_GROUP = SETTINGS.server_group
 
 
 def response_partition(job_id: str, partitions: int = 60) -> int:
