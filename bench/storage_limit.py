@@ -67,7 +67,6 @@ def job_document(job_id: str, texts: Sequence[str], created_at: datetime) -> dic
         "created_at": created_at,
         "updated_at": created_at,
         "finished_at": None,
-        "reconciliations": 0,
         "operations": [{"expression": text} for text in texts],
     }
 

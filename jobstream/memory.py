@@ -42,7 +42,6 @@ class _StoredJob:
     job: Job
     updated_at: datetime
     status: str  # the job's status, or DELETING
-    reconciliations: int = 0
 
 
 class MemoryRepository:
@@ -53,6 +52,8 @@ class MemoryRepository:
         self._operations: dict[str, dict[int, str]] = {}
         self._results: dict[str, dict[int, OperationResult]] = defaultdict(dict)
         self._failures: dict[str, list[BaseException]] = defaultdict(list)
+        #: job id -> (reconciliations, when last): kept apart from the jobs, as in MongoDB
+        self._reconciliations: dict[str, tuple[int, datetime]] = {}
         #: How many times each method was called (for assertions on database work).
         self.calls: dict[str, int] = defaultdict(int)
 
@@ -67,8 +68,14 @@ class MemoryRepository:
         return dict(self._results.get(job_id, {}))
 
     def backdate(self, job_id: str, updated_at: datetime) -> None:
-        """Pretend a job's counters last moved at the given time."""
+        """Pretend a job's counters last moved, and it was last reconciled, at the given time."""
         self._jobs[job_id].updated_at = updated_at
+        if job_id in self._reconciliations:
+            self._reconciliations[job_id] = (self._reconciliations[job_id][0], updated_at)
+
+    def reconciliation_records(self) -> set[str]:
+        """The jobs with a reconciliation record."""
+        return set(self._reconciliations)
 
     def _enter(self, method: str) -> None:
         self.calls[method] += 1
@@ -211,8 +218,13 @@ class MemoryRepository:
         self._enter("stalled_jobs")
         stalled = [
             s.job
-            for s in self._jobs.values()
-            if s.status == "in_progress" and s.updated_at < updated_before
+            for job_id, s in self._jobs.items()
+            if s.status == "in_progress"
+            and s.updated_at < updated_before
+            and not (
+                job_id in self._reconciliations
+                and self._reconciliations[job_id][1] >= updated_before
+            )
         ]
         return stalled[:limit]
 
@@ -267,9 +279,17 @@ class MemoryRepository:
         stored = self._jobs.get(job_id)
         if stored is None or stored.status != "in_progress":
             return 0
-        stored.reconciliations += 1
-        stored.updated_at = utcnow()
-        return stored.reconciliations
+        attempts = self._reconciliations.get(job_id, (0, utcnow()))[0] + 1
+        self._reconciliations[job_id] = (attempts, utcnow())
+        return attempts
+
+    async def forget_reconciliations(self, before: datetime, limit: int) -> int:
+        self._enter("forget_reconciliations")
+        old = [j for j, (_, at) in self._reconciliations.items() if at < before][:limit]
+        ended = [j for j in old if j not in self._jobs or self._jobs[j].status != "in_progress"]
+        for job_id in ended:
+            del self._reconciliations[job_id]
+        return len(ended)
 
     async def count_jobs_by_status(self) -> dict[str, int]:
         self._enter("count_jobs_by_status")

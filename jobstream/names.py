@@ -11,6 +11,8 @@ JOBS = "jobs"
 CHUNKS = "chunks"
 #: Which seconds have jobs, for listing them on FerretDB (see `jobstream.storage.SlotIndex`).
 LISTING = "listing"
+#: How often reconciliation has republished a stalled job, and when last (see `jobstream.storage`).
+RECONCILIATIONS = "reconciliations"
 
 #: Name of the Faust table holding each job's live progress (its changelog is derived from it).
 PROGRESS_TABLE = "job-progress"

@@ -19,6 +19,19 @@ delivery makes unnecessary):
   still in progress;
 - results are only ever written into existing documents (never upserted), so late results of a
   deleted job cannot bring any of it back.
+While a job runs, its results are written by one process, the persisting agent that owns its
+partition (reconciliation completes a job only once every result is stored; a deletion ends it).
+Reconciliation keeps its own record of each job it republished (attempts, when) in a collection of
+its own rather than in the job document: FerretDB 1.24 applies an update by reading the document
+(internal/handler/msg_update.go, line 115; msg_findandmodify.go, line 135), changing it in Go and
+writing the whole of it back (internal/handler/common/update.go, line 112, through
+internal/backends/postgresql/collection.go `UpdateAll`, line 197: `UPDATE ... SET _jsonb = $1 WHERE
+_id = $2`, with no condition on what was read), so two updates of one document from two processes
+can lose one. A reconciliation mark written so had overwritten the results a persisting worker
+stored a moment before, while the worker's progress table counted them: the fault suite found a
+completed job with 100 of its results missing. MongoDB updates a document atomically. (During a
+rebalance, the worker losing a partition may still be storing a batch that the new owner stores
+again: on FerretDB the two writes can race the same way, for the moment they overlap.)
 An operation is pending exactly while its result position is null. Driver errors become
 `StorageError` here.
 
@@ -74,7 +87,7 @@ from jobstream.models import (
     job_created_at,
     operation_id,
 )
-from jobstream.names import CHUNKS, JOBS, LISTING
+from jobstream.names import CHUNKS, JOBS, LISTING, RECONCILIATIONS
 
 # Storage takes its tracer from OpenTelemetry itself: it imports nothing of the web stack or of
 # prometheus-client (command metrics come in as PyMongo event listeners, see `connect`).
@@ -208,6 +221,7 @@ class Repository(Protocol):
     async def pending_operations(self, job_id: str) -> list[Operation]: ...
     async def count_outcomes(self, job: Job) -> Outcomes: ...
     async def note_reconciled(self, job_id: str) -> int: ...
+    async def forget_reconciliations(self, before: datetime, limit: int) -> int: ...
     async def count_jobs_by_status(self) -> dict[str, int]: ...
 
 
@@ -566,6 +580,7 @@ class MongoRepository:
         self._jobs = self._db[JOBS]
         self._chunks = self._db[CHUNKS]
         self._slots = SlotIndex(self._db[LISTING])
+        self._reconciliations = self._db[RECONCILIATIONS]
         self._total: tuple[float, int] = (float("-inf"), 0)
         #: status -> (when counted, count): the listing's totals by status
         self._counts: dict[str, tuple[float, int]] = {}
@@ -623,6 +638,7 @@ class MongoRepository:
         await self._jobs.create_index([("status", ASCENDING), ("updated_at", ASCENDING)])
         await self._jobs.create_index([("status", ASCENDING), ("_id", DESCENDING)])
         await self._chunks.create_index([("job_id", ASCENDING), ("bucket", ASCENDING)])
+        await self._reconciliations.create_index([("at", ASCENDING)])
 
     @_converted
     async def ping(self) -> None:
@@ -655,7 +671,6 @@ class MongoRepository:
             "slot": slot,
             "updated_at": now,
             "finished_at": None,
-            "reconciliations": 0,
             **_bucket_doc(expressions, 0),
         }
         await _insert_new(self._jobs, [job])
@@ -1121,10 +1136,13 @@ class MongoRepository:
 
     @_converted
     async def stalled_jobs(self, updated_before: datetime, limit: int) -> list[Job]:
-        """In-progress jobs whose counters have not moved since the given time."""
-        cursor = self._jobs.find(
-            {"status": "in_progress", "updated_at": {"$lt": updated_before}}, JOB_FIELDS
-        ).limit(limit)
+        """In-progress jobs whose counters have not moved since the given time, nor been
+        reconciled since then."""
+        recent = self._reconciliations.find({"at": {"$gte": updated_before}}, {"_id": 1})
+        query: dict[str, Any] = {"status": "in_progress", "updated_at": {"$lt": updated_before}}
+        if skipped := [doc["_id"] async for doc in recent]:
+            query["_id"] = {"$nin": skipped}
+        cursor = self._jobs.find(query, JOB_FIELDS).limit(limit)
         return [_job(doc) async for doc in cursor]
 
     @_converted
@@ -1149,13 +1167,35 @@ class MongoRepository:
 
     @_converted
     async def note_reconciled(self, job_id: str) -> int:
-        """Record one more reconciliation of a job (and restart its clock); returns the count."""
-        doc = await self._jobs.find_one_and_update(
-            {"_id": job_id, "status": "in_progress"},
-            {"$set": {"updated_at": utcnow()}, "$inc": {"reconciliations": 1}},
+        """Record one more reconciliation of a job still in progress (which also restarts its
+        clock); returns the count, or 0 if the job is no longer in progress.
+
+        The record is a document of its own, never the job document (see the module docstring).
+        """
+        if await self._jobs.find_one({"_id": job_id, "status": "in_progress"}, {"_id": 1}) is None:
+            return 0
+        doc = await self._reconciliations.find_one_and_update(
+            {"_id": job_id},
+            {"$set": {"at": utcnow()}, "$inc": {"attempts": 1}},
+            upsert=True,
             return_document=True,  # no projection: FerretDB rejects findAndModify's "fields"
         )
-        return 0 if doc is None else int(doc.get("reconciliations", 0))
+        return int(doc["attempts"])
+
+    @_converted
+    async def forget_reconciliations(self, before: datetime, limit: int) -> int:
+        """Remove the reconciliation records, last written before the given time, of jobs no
+        longer in progress (completed, deleted or expired since); returns how many."""
+        cursor = self._reconciliations.find({"at": {"$lt": before}}, {"_id": 1}).limit(limit)
+        ids = [doc["_id"] async for doc in cursor]
+        if not ids:
+            return 0
+        running = self._jobs.find({"_id": {"$in": ids}, "status": "in_progress"}, {"_id": 1})
+        ended = set(ids) - {doc["_id"] async for doc in running}
+        if not ended:
+            return 0
+        outcome = await self._reconciliations.delete_many({"_id": {"$in": sorted(ended)}})
+        return outcome.deleted_count
 
 
 def completed_job_document(
@@ -1177,7 +1217,6 @@ def completed_job_document(
         "slot": slot_of(created_at),
         "updated_at": finished_at,
         "finished_at": finished_at,
-        "reconciliations": 0,
         "ok": len(expressions),
     }
 

@@ -7,6 +7,8 @@ lost with a crashed worker's table, a message lost in a way not found yet) and:
 - otherwise publishes the requests of the operations without a result again, and after
   `max_attempts` reconciliations fails them instead, through the normal response path, so that the
   progress table counts them like any other result.
+Its record of a job (attempts, when last) is kept apart from the job document, which carries the
+results the persisting agent stores (see `jobstream.storage`), and forgotten once the job ended.
 It also finishes deletions that stopped half-way (the DELETE was not retried), so no operation or
 result of a deleted job outlives it, and deletes the completed jobs older than the retention period
 (`JOBSTREAM_RETENTION`; a sweep rather than a TTL index, which would remove a big job's document
@@ -80,6 +82,7 @@ class Reconciler:
         republished = 0
         for job in await self._repository.stalled_jobs(cutoff, JOBS_PER_TICK):
             republished += await self._reconcile(job)
+        await self._repository.forget_reconciliations(cutoff, SWEEP_JOBS)
         for status, count in (await self._repository.count_jobs_by_status()).items():
             self._metrics.jobs_by_status.labels(status=status).set(count)
         return republished

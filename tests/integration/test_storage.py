@@ -362,8 +362,66 @@ async def test_reconciliation_queries(repository: Repository) -> None:
     assert (outcomes.succeeded, outcomes.failed, outcomes.pending) == (0, 1, 1)
     assert await repository.note_reconciled(job_id) == 1
     assert await repository.note_reconciled(job_id) == 2
-    assert await repository.stalled_jobs(utcnow() - timedelta(seconds=60), limit=10) == []
+    # ... and a job just reconciled is not stalled until its clock runs out again
+    assert await repository.stalled_jobs(utcnow() - timedelta(milliseconds=500), limit=10) == []
+    assert await repository.stalled_jobs(utcnow() + timedelta(seconds=1), limit=10) != []
     assert (await repository.count_jobs_by_status())["in_progress"] == 1
+
+
+async def test_reconciliation_records_outlive_only_the_jobs_in_progress(
+    repository: Repository,
+) -> None:
+    # Given three reconciled jobs, of which one completes and one is deleted
+    running, done, deleted = job_ids(3)
+    for job_id in (running, done, deleted):
+        await repository.create_job(job_id, ["1"])
+        assert await repository.note_reconciled(job_id) == 1
+    await repository.store_results([ok(done, 1, total=1)], [Progress(done, 1, 0, True)])
+    await repository.delete_job(deleted)
+    assert await repository.note_reconciled(done) == 0  # no longer in progress
+
+    # When the records older than now are forgotten
+    assert await repository.forget_reconciliations(utcnow() + timedelta(seconds=1), 10) == 2
+
+    # Then only the running job's record is left, with its count
+    assert await repository.forget_reconciliations(utcnow() + timedelta(seconds=1), 10) == 0
+    assert await repository.note_reconciled(running) == 2
+
+
+async def test_reconciling_leaves_the_job_document_alone(
+    mongo_repository: MongoRepository, mongo_db: AsyncDatabase
+) -> None:
+    job_id = new_job_id()
+    await mongo_repository.create_job(job_id, ["1", "2"])
+    before = await mongo_db["jobs"].find_one({"_id": job_id})
+
+    assert await mongo_repository.note_reconciled(job_id) == 1
+
+    assert await mongo_db["jobs"].find_one({"_id": job_id}) == before
+
+
+async def test_a_reconciliation_racing_a_results_write_loses_no_result(
+    mongo_repository: MongoRepository, mongo_db: AsyncDatabase
+) -> None:
+    """FerretDB writes a whole document back for every update: a reconciliation mark on the job
+    document once overwrote the results stored a moment before (found by the fault suite)."""
+    for _ in range(40):
+        # Given a job the reconciler finds stalled just as its results arrive
+        job_id = new_job_id()
+        await mongo_repository.create_job(job_id, [str(i) for i in range(1, 101)])
+        results = [ok(job_id, i, str(i), total=100) for i in range(1, 101)]
+
+        # When both write at once
+        await asyncio.gather(
+            mongo_repository.store_results(results, [Progress(job_id, 100, 0, True)]),
+            mongo_repository.note_reconciled(job_id),
+        )
+
+        # Then every result the counters count is stored
+        doc = await mongo_db["jobs"].find_one({"_id": job_id})
+        assert doc is not None
+        stored = sum(1 for r in doc["res"] if r is not None)
+        assert (stored, doc["succeeded"], doc["status"]) == (100, 100, "completed")
 
 
 async def test_completed_jobs_expire_after_the_retention_period(repository: Repository) -> None:

@@ -86,6 +86,46 @@ async def test_a_stalled_job_has_only_its_pending_operations_published_again(
     assert await reconciler.run_once() == 0
 
 
+async def test_republishing_leaves_the_job_document_to_the_persisting_agent(
+    repository: MemoryRepository, reconciler: Reconciler
+) -> None:
+    # Given a stalled job
+    await repository.create_job(JOB, ["1", "2"])
+    repository.backdate(JOB, utcnow() - LONG_AGO)
+    before = await repository.get_job(JOB)
+
+    # When reconciliation publishes its operations again
+    assert await reconciler.run_once() == 2
+
+    # Then the attempt is recorded apart: the job is as it was, yet not stalled for a while
+    assert await repository.get_job(JOB) == before
+    assert repository.reconciliation_records() == {JOB}
+    assert await repository.stalled_jobs(utcnow() - timedelta(seconds=1), 10) == []
+
+
+async def test_the_record_of_a_reconciled_job_is_forgotten_once_it_ended(
+    repository: MemoryRepository, reconciler: Reconciler
+) -> None:
+    # Given two reconciled jobs, of which one then completes
+    done, running = "d" * 32, "e" * 32
+    for job_id in (done, running):
+        await repository.create_job(job_id, ["1"])
+        repository.backdate(job_id, utcnow() - LONG_AGO)
+    assert await reconciler.run_once() == 2
+    await repository.store_results(
+        [OperationResult(done, 1, 1, "succeeded", result="1")], [Progress(done, 1, 0, True)]
+    )
+
+    # When a later pass runs, after `reconcile_after`
+    repository.backdate(done, utcnow() - LONG_AGO)
+    repository.backdate(running, utcnow() - LONG_AGO)
+    await reconciler.run_once()
+
+    # Then the completed job's record is gone; the running one's counts its second attempt
+    assert repository.reconciliation_records() == {running}
+    assert await repository.note_reconciled(running) == 3
+
+
 async def test_after_the_maximum_attempts_pending_operations_fail_through_the_response_path(
     repository: MemoryRepository, reconciler: Reconciler, topics: FakeTopics
 ) -> None:
