@@ -29,9 +29,11 @@ internal/backends/postgresql/collection.go `UpdateAll`, line 197: `UPDATE ... SE
 _id = $2`, with no condition on what was read), so two updates of one document from two processes
 can lose one. A reconciliation mark written so had overwritten the results a persisting worker
 stored a moment before, while the worker's progress table counted them: the fault suite found a
-completed job with 100 of its results missing. MongoDB updates a document atomically. (During a
-rebalance, the worker losing a partition may still be storing a batch that the new owner stores
-again: on FerretDB the two writes can race the same way, for the moment they overlap.)
+completed job with 100 of its results missing. MongoDB updates a document atomically. (At a
+rebalance Faust waits for the events in flight to be acknowledged before it gives a partition up,
+faust/app/base.py `_consumer_wait_empty`, line 1829, with `stream_wait_empty`; only a worker
+dropped from its group while storing could still write beside the partition's new owner, and on
+FerretDB those two writes can race the same way.)
 An operation is pending exactly while its result position is null. Driver errors become
 `StorageError` here.
 
