@@ -1,8 +1,9 @@
 """Client role: the reconciliation loop, so that no accepted operation stays pending forever.
 
-Runs on the leader client worker only. Each tick it looks at in-progress jobs whose counters have
-not moved for `reconcile_after` seconds (a crash between storing and publishing, a progress update
-lost with a crashed worker's table, a message lost in a way not found yet) and:
+Runs on one client worker, the one holding partition 0 of the response topic (`leads`). Each tick
+it looks at in-progress jobs whose counters have not moved for `reconcile_after` seconds (a crash
+between storing and publishing, a progress update lost with a crashed worker's table, a message
+lost in a way not found yet) and:
 - if every operation has a result, finishes the job from counts taken from the results themselves;
 - otherwise publishes the requests of the operations without a result again, and after
   `max_attempts` reconciliations fails them instead, through the normal response path, so that the
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import faust
+from faust.types import TP
 
 from jobstream.agents.delivery import send_many_durably
 from jobstream.errors import NotFound, StorageError
@@ -169,6 +171,21 @@ class Reconciler:
         )
 
 
+def leads(app: faust.App, topic: str) -> bool:
+    """Whether this worker runs the client role's singletons: it holds partition 0 of `topic`.
+
+    Not Faust's leader (`on_leader=True`, the holder of its `<group>-__assignor-__leader` topic's
+    one partition): a worker declares that topic as it starts, and the group leader computing the
+    assignment skips it while its metadata lacks it (faust/assignor/partition_assignor.py, line 179,
+    "Ignoring missing topic"); until the next rebalance, which may be minutes away, no worker was
+    the leader, and reconciliation and retention did not run. Seen on 2 of 5 first starts of the
+    local stack on fresh topics (a job published while the servers were down stayed pending for
+    6 minutes). The response topic is what every client worker subscribes to from its first join,
+    so some worker always holds its partition 0 once the group is assigned.
+    """
+    return TP(topic, 0) in app.consumer.assignment()
+
+
 def register_reconcile(
     app: faust.App,
     topics: Topics,
@@ -177,11 +194,14 @@ def register_reconcile(
     metrics: Metrics,
     on_changes: Callable[[list[JobChange]], None] | None = None,
 ) -> Reconciler:
-    """Register the leader-only reconciliation timer (`on_changes`: jobs it completes)."""
+    """Register the reconciliation timer, which runs on the worker that `leads` (`on_changes`:
+    jobs it completes)."""
     reconciler = Reconciler(repository, topics, settings, metrics, on_changes)
 
-    @app.timer(interval=settings.reconcile_interval, on_leader=True, name="reconcile")
+    @app.timer(interval=settings.reconcile_interval, name="reconcile")
     async def reconcile() -> None:
+        if not leads(app, settings.response_topic):
+            return
         try:
             await reconciler.run_once()
         except StorageError as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fakes import FakeTopics
+from faust.types import TP
 
-from jobstream.agents.reconcile import SWEEP_JOBS, Reconciler
+from jobstream.agents.reconcile import SWEEP_JOBS, Reconciler, leads
 from jobstream.errors import NotFound, StorageError
 from jobstream.jobevents import JobChange
 from jobstream.memory import MemoryRepository
@@ -393,3 +395,16 @@ async def test_a_bulk_job_is_published_again_and_given_up_in_the_bulk_lane(
     assert again == [(i, a) for a in (2, 3) for i in (1, 2, 3)]
     failed = [r for _, v, _ in topics.bulk_responses.sent for r in decode_results(v)]
     assert [(r.index, r.status) for r in failed] == [(1, "failed"), (2, "failed"), (3, "failed")]
+
+
+def test_the_worker_holding_partition_0_of_the_response_topic_leads() -> None:
+    # Faust's leader partition is left out of the assignment at times (see `leads`): it is not
+    # what decides; partition 0 of the response topic is, whatever else a worker holds
+    def worker(*tps: TP) -> Any:
+        return SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: set(tps)))
+
+    topic = SETTINGS.response_topic
+    faust_leader = TP("operation-response-group-__assignor-__leader", 0)
+    assert leads(worker(TP(topic, 0), TP(topic, 7)), topic)
+    assert not leads(worker(TP(topic, 1), faust_leader), topic)
+    assert not leads(worker(TP(SETTINGS.bulk_response_topic, 0)), topic)
