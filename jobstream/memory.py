@@ -279,7 +279,7 @@ class MemoryRepository:
         stored = self._jobs.get(job_id)
         if stored is None or stored.status != "in_progress":
             return 0
-        attempts = self._reconciliations.get(job_id, (0, utcnow()))[0] + 1
+        attempts = self._reconciliations[job_id][0] + 1 if job_id in self._reconciliations else 1
         self._reconciliations[job_id] = (attempts, utcnow())
         return attempts
 

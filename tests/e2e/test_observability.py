@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from conftest import CLIENT_PORTS, ROOT, SERVER_PORTS, Stack
 from helpers import eventually, get_json
+from test_events import samples
 
 from jobstream.models import MAX_PER_MESSAGE
 from jobstream.settings import Settings
@@ -234,16 +235,14 @@ async def test_one_client_worker_leads_reconciliation_from_the_first_start(stack
     rebalance, and reconciliation and retention did not run; the worker holding partition 0 of
     the response topic leads them now (`jobstream.agents.reconcile.leads`)."""
 
-    async def reported() -> dict[int, float] | None:
-        counts = {}
-        for port in CLIENT_PORTS:
-            async with stack.session.get(f"http://127.0.0.1:{port}/metrics") as response:
-                text = await response.text()
-            for line in text.splitlines():
-                if line.startswith('jobs{status="completed"}'):
-                    counts[port] = float(line.rsplit(" ", 1)[1])
+    async def reported() -> list[float] | None:
+        counts = [
+            value
+            for port in CLIENT_PORTS
+            for value in await samples(f"http://127.0.0.1:{port}", "jobs", status="completed")
+        ]
         # the stack's readiness check completed a job on each client before this test
-        return counts if counts and max(counts.values()) >= 3 else None
+        return counts if counts and max(counts) >= 3 else None
 
     # The leader's reconciliation pass (every 2 s here) publishes the jobs by status
     await eventually(reported, timeout=30, interval=0.5, description="a leader's jobs by status")
